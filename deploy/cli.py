@@ -173,9 +173,12 @@ def deploy_command(
     target = get_target(target_name)
     graph = load(model, dt=dt, method=method, reset=reset)
     dest = Path(out_dir) if out_dir else Path(model).with_suffix("." + target_name.split("-")[0])
-    report = target.deploy(
-        graph, dest, calibration=calibration, allow_approximate=allow_approximate, model_path=model
-    )
+    try:
+        report = target.deploy(
+            graph, dest, calibration=calibration, allow_approximate=allow_approximate, model_path=model
+        )
+    except SnnDeployError as e:
+        raise e.with_file(model) from None
     if as_json:
         click.echo(json.dumps(report))
     else:
@@ -231,7 +234,12 @@ _register_optional_commands()
 
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point: runs the CLI with the exit-code contract of the module docstring."""
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"snn_deploy\..*")
+    # Repairs and inferred conventions are part of every command's output (graph.warnings), not stderr noise.
+    from .infer import ConventionWarning
+    from .io import RepairWarning
+
+    warnings.filterwarnings("ignore", category=ConventionWarning)
+    warnings.filterwarnings("ignore", category=RepairWarning)
     try:
         cli.main(args=argv, prog_name="snn-deploy", standalone_mode=False)
     except SnnDeployError as e:

@@ -1,0 +1,205 @@
+"""Deployment reports: one schema-versioned JSON document and a human summary.
+
+Fields: ``schema_version``, ``target``, ``model``, ``conventions`` (value and source of dt, method, reset),
+``resources`` (used vs limits), ``layers`` (placement, latency, per-layer quantisation error), ``agreement``
+(emulator vs float reference on the calibration or random input), ``warnings``, ``passes`` (what each pass did) and
+``artefact`` (file hashes). The schema is ``schemas/report.schema.json`` next to this module.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = "1.0"
+
+
+def schema() -> dict:
+    """The JSON schema every report validates against."""
+    return json.loads(resources.files("snn_deploy").joinpath("schemas/report.schema.json").read_text())
+
+
+def validate(report: dict) -> None:
+    import jsonschema
+
+    jsonschema.validate(report, schema())
+
+
+def raster_agreement(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
+    """How alike two spike-count rasters of equal shape ``(B, T, N)`` are.
+
+    ``overlap``: sum(min(ref, got)) / max(sum ref, sum got) (1 = identical counts at identical steps);
+    ``count_corr``: Pearson correlation of per-sample, per-neuron totals; ``rate_rel_diff``: |total difference| /
+    reference total.
+    """
+    ref = np.asarray(ref, np.float64)
+    got = np.asarray(got, np.float64)
+    tot_r, tot_g = ref.sum(), got.sum()
+    overlap = float(np.minimum(ref, got).sum() / max(tot_r, tot_g)) if max(tot_r, tot_g) > 0 else 1.0
+    cr, cg = ref.sum(axis=1).ravel(), got.sum(axis=1).ravel()
+    corr = (
+        float(np.corrcoef(cr, cg)[0, 1])
+        if cr.std() > 0 and cg.std() > 0
+        else (1.0 if np.array_equal(cr, cg) else 0.0)
+    )
+    return {
+        "reference_spikes": float(tot_r),
+        "emulator_spikes": float(tot_g),
+        "overlap": overlap,
+        "count_corr": corr,
+        "rate_rel_diff": float(abs(tot_g - tot_r) / tot_r) if tot_r > 0 else float(tot_g > 0),
+        # Xylo may fire several spikes in one step where the float model fires one per step: a structural difference
+        "multi_spike_fraction": float(np.count_nonzero(got > 1) / max(np.count_nonzero(got), 1)),
+    }
+
+
+def argmax_agreement(ref: np.ndarray, got: np.ndarray) -> float:
+    """Fraction of samples whose readout argmax (over time-summed outputs) agrees: the classification agreement."""
+    a = np.asarray(ref).sum(axis=1).argmax(axis=-1)
+    b = np.asarray(got).sum(axis=1).argmax(axis=-1)
+    return float(np.mean(a == b))
+
+
+def xylo_report(
+    graph, lowering, meta: dict, inputs: np.ndarray, input_source: str, model_path: str | None
+) -> dict:
+    """The deploy report of a Xylo lowering, including emulator-vs-reference agreement on ``inputs`` (B, T, N_in)."""
+    from snn_deploy.backends.xylo import _limits
+    from snn_deploy.sim import xylo as xylo_sim
+    from snn_deploy.sim.reference import simulate
+
+    spec = lowering.spec
+    ref = simulate(graph, inputs.astype(np.float32))
+    out, _, rec = xylo_sim.evolve(spec, inputs, record=True, output_mode=lowering.output_mode)
+    out = np.asarray(out)
+    lat = max(m.latency for m in lowering.layers)
+    t = inputs.shape[1]
+    agreement: dict[str, Any] = {"input": input_source, "latency_steps": lat, "layers": {}}
+    for m in lowering.layers:
+        if m.kind != "hidden":
+            continue
+        ref_s = np.asarray(ref.spikes[m.node]).reshape(inputs.shape[0], t, -1)
+        emu_s = np.asarray(rec["Spikes"])[..., m.start : m.start + m.size]
+        agreement["layers"][m.node] = raster_agreement(ref_s[:, : t - m.latency], emu_s[:, m.latency :])
+    ref_out = np.asarray(ref.output).reshape(inputs.shape[0], t, -1)[:, : t - lat]
+    emu_out = out[:, lat:]
+    if lowering.output_mode == "Spike":
+        agreement["output"] = raster_agreement(ref_out, emu_out)
+    else:
+        s = lowering.layers[-1].scale
+        a, b = (ref_out * s).ravel(), emu_out.astype(np.float64).ravel()
+        agreement["output"] = {
+            "vmem_corr": float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0
+        }
+    agreement["output"]["argmax_agreement"] = argmax_agreement(ref_out, emu_out)
+    used_rec = int(np.count_nonzero(spec.weights_rec))
+    resources_ = {
+        "used": {
+            "inputs": spec.n_in,
+            "hidden": spec.n_hidden,
+            "outputs": spec.n_out,
+            "input_synapses": int(np.count_nonzero(spec.weights_in)),
+            "recurrent_synapses": used_rec,
+            "output_synapses": int(np.count_nonzero(spec.weights_out)),
+            "max_fan_out": int(
+                max(
+                    np.count_nonzero(spec.weights_rec, axis=(1, 2)).max(initial=0),
+                    np.count_nonzero(spec.weights_out, axis=1).max(initial=0),
+                )
+            ),
+        },
+        "limits": _limits(spec.variant),
+    }
+    layers = [
+        {
+            "node": m.node,
+            "kind": m.kind,
+            "range": [m.start, m.start + m.size],
+            "latency_steps": m.latency,
+            "dash_syn": sorted({int(d) for d in m.dash_syn}),
+            "dash_mem": sorted({int(d) for d in m.dash_mem}),
+            "decay_error_syn": None if np.isnan(m.decay_error_syn) else m.decay_error_syn,
+            "decay_error_mem": m.decay_error_mem,
+            "weight_rel_error": m.weight_rel_error,
+            "threshold_rel_error": m.threshold_rel_error,
+            "scale_range": [float(np.min(m.scale)), float(np.max(m.scale))],
+            "approximations": list(m.approximations),
+        }
+        for m in lowering.layers
+    ]
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "target": meta["target"],
+        "model": model_path,
+        "conventions": graph.conventions.to_dict(),
+        "resources": resources_,
+        "layers": layers,
+        "weight_shifts": meta["weight_shifts"],
+        "agreement": agreement,
+        "warnings": list(graph.warnings) + list(lowering.warnings),
+        "passes": [r.to_dict() for r in graph.history],
+    }
+    return json.loads(json.dumps(report, default=_plain))
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    return str(x)
+
+
+def print_summary(report: dict, console) -> None:
+    """Human summary of a deploy report (rich)."""
+    from rich.table import Table
+
+    console.print(
+        f"[bold]{report['model']}[/bold] -> [bold]{report['target']}[/bold]  ({report['artefact']['path']})"
+    )
+    conv = report["conventions"]
+    console.print("conventions: " + ", ".join(f"{k}={v['value']} ({v['source']})" for k, v in conv.items()))
+    res = Table(title="resources")
+    res.add_column("resource")
+    res.add_column("used")
+    res.add_column("limit")
+    for k, v in report["resources"]["used"].items():
+        res.add_row(k, str(v), str(report["resources"]["limits"].get(k, "")))
+    console.print(res)
+    lay = Table(title="layers")
+    for col in (
+        "node",
+        "kind",
+        "range",
+        "latency",
+        "dash syn/mem",
+        "weight err",
+        "threshold err",
+        "agreement",
+    ):
+        lay.add_column(col)
+    agree = report["agreement"]
+    for m in report["layers"]:
+        a = agree["layers"].get(m["node"]) if m["kind"] == "hidden" else agree["output"]
+        a_txt = ", ".join(
+            f"{k} {v:.3g}"
+            for k, v in (a or {}).items()
+            if k in ("overlap", "count_corr", "vmem_corr", "argmax_agreement")
+        )
+        lay.add_row(
+            m["node"],
+            m["kind"],
+            str(m["range"]),
+            str(m["latency_steps"]),
+            f"{m['dash_syn']}/{m['dash_mem']}",
+            f"{m['weight_rel_error']:.3g}",
+            f"{m['threshold_rel_error']:.3g}",
+            a_txt,
+        )
+    console.print(lay)
+    console.print(f"agreement input: {agree['input']}")
+    for w in report["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {w}")
