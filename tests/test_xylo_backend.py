@@ -84,7 +84,7 @@ def test_representable_decays_give_close_agreement(tmp_path, hidden, rec):
         assert a["count_corr"] > (0.99 if not rec else 0.95), (name, a)
         assert a["rate_rel_diff"] < (0.05 if not rec else 0.1), (name, a)
         if not rec:
-            assert a["overlap"] > 0.75, (name, a)
+            assert a["overlap_1step"] > 0.8, (name, a)  # a wrong latency gives ~0.5
     for layer in report["layers"]:
         assert layer["decay_error_mem"] == 0.0
         assert layer["weight_rel_error"] < 0.02
