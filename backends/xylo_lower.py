@@ -42,6 +42,7 @@ from snn_deploy.infer import require_dt
 from snn_deploy.layers import Layer, layer_stack
 from snn_deploy.nodes import LI, CubaLI, CubaLIF
 from snn_deploy.passes import fold_scales
+from snn_deploy.quantize.integer import quantise_rows, relative_error, search_shifts
 from snn_deploy.sim.xylo_spec import VARIANTS, XyloSpec
 
 I16_MAX = 32767
@@ -191,51 +192,6 @@ def _check_sizes(target: str, variant: str, n_in: int, hidden: list[int], n_out:
         )
 
 
-def _quantise_block(w: np.ndarray, scale: np.ndarray, shift: int) -> np.ndarray:
-    """int8 weights of a block (rows = target neurons): round(s_j w / 2^shift), clipped to int8."""
-    q = np.round(w * scale[:, None] / 2.0**shift)
-    return np.clip(q, -128, 127).astype(np.int64)
-
-
-def _rel_err(w: np.ndarray, scale: np.ndarray, shift: int) -> float:
-    ideal = w * scale[:, None]
-    got = _quantise_block(w, scale, shift) * 2.0**shift
-    den = np.linalg.norm(ideal)
-    return float(np.linalg.norm(got - ideal) / den) if den > 0 else 0.0
-
-
-def _scales(
-    blocks: list[tuple[np.ndarray, int]], theta: np.ndarray, bias: np.ndarray, cap: np.ndarray
-) -> np.ndarray:
-    """Per-neuron scale: the largest that fits every block's int8 range at its shift, the threshold and bias caps."""
-    s = cap.copy()
-    for w, shift in blocks:
-        m = np.max(np.abs(w), axis=1) if w.size else np.zeros(len(s))
-        s = np.minimum(s, np.where(m > 0, 127.5 * 2.0**shift / np.where(m > 0, m, 1), np.inf))
-    with np.errstate(divide="ignore"):
-        s = np.minimum(s, np.where(np.abs(bias) > 0, 127.0 / np.abs(bias), np.inf))
-        s = np.minimum(s, np.where(theta > 0, (I16_MAX - 1) / theta, np.inf))
-    return np.where(np.isfinite(s), s, 1.0)
-
-
-def _choose(
-    blocks_for: list[list[np.ndarray]], theta: np.ndarray, bias: np.ndarray, cap: np.ndarray, n_blocks: int
-) -> tuple[tuple[int, ...], np.ndarray, float]:
-    """Search the block shifts (0..7 each) minimising weight error + threshold resolution; ties -> smaller shifts."""
-    import itertools
-
-    best = None
-    for shifts in itertools.product(range(MAX_SHIFT + 1), repeat=n_blocks):
-        blocks = [(w, shifts[b]) for b, ws in enumerate(blocks_for) for w in ws]
-        s = _scales(blocks, theta, bias, cap)
-        thr = np.floor(s * theta) + 1
-        err = sum(_rel_err(w, s, sh) for w, sh in blocks) + float(np.mean(1.0 / np.maximum(thr, 1)))
-        if best is None or err < best[2] - 1e-12:
-            best = (shifts, s, err)
-    assert best is not None
-    return best
-
-
 def lower(
     graph: Graph,
     *,
@@ -307,7 +263,9 @@ def lower(
         cap_h = np.where(
             peaks > 0, np.minimum(0.9 * I16_MAX / np.where(peaks > 0, peaks, 1), I16_MAX / 1.0), cap_h
         )
-    (sh_in, sh_rec), s_h, _ = _choose([[w_in_rows], [w_rec_rows]], theta_h, bias_h, cap_h, 2)
+    (sh_in, sh_rec), s_h, _ = search_shifts(
+        [[w_in_rows], [w_rec_rows]], _caps(cap_h, theta_h, bias_h), theta_h, MAX_SHIFT
+    )
 
     fo = floats[-1]
     theta_o = fo.theta if not readout else np.ones(out.size)
@@ -317,11 +275,11 @@ def lower(
         cap_o = np.where(p > 0, 0.9 * I16_MAX / np.where(p > 0, p, 1), cap_o)
     w_out_rows = np.zeros((out.size, sizes[-1]))
     w_out_rows[:] = fo.w_ff
-    (sh_out,), s_o, _ = _choose([[w_out_rows]], theta_o, fo.bias, cap_o, 1)
+    (sh_out,), s_o, _ = search_shifts([[w_out_rows]], _caps(cap_o, theta_o, fo.bias), theta_o, MAX_SHIFT)
 
-    w_in = _quantise_block(w_in_rows, s_h, sh_in)[: sizes[0]].T  # (Nin, IEN)
-    w_rec = _quantise_block(w_rec_rows, s_h, sh_rec).T  # (pre, post)
-    w_out = _quantise_block(w_out_rows, s_o, sh_out).T  # (OEN, Nout)
+    w_in = quantise_rows(w_in_rows, s_h, sh_in)[: sizes[0]].T  # (Nin, IEN)
+    w_rec = quantise_rows(w_rec_rows, s_h, sh_rec).T  # (pre, post)
+    w_out = quantise_rows(w_out_rows, s_o, sh_out).T  # (OEN, Nout)
     thr_h = np.floor(s_h * theta_h) + 1
     thr_o = np.full(out.size, I16_MAX) if readout else np.floor(s_o * fo.theta) + 1
     bias_h_int = np.round(s_h * bias_h).astype(np.int64)
@@ -382,8 +340,16 @@ def lower(
     return XyloLowering(spec, tuple(maps), "Vmem" if readout else "Spike", dt, tuple(warns))
 
 
+def _caps(cap: np.ndarray, theta: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
+    """Per-neuron scale caps: headroom or calibration, int16 threshold, int8 bias."""
+    with np.errstate(divide="ignore"):
+        thr_cap = np.where(theta > 0, (I16_MAX - 1) / np.where(theta > 0, theta, 1), np.inf)
+        bias_cap = np.where(np.abs(bias) > 0, 127.0 / np.where(bias != 0, np.abs(bias), 1), np.inf)
+    return [cap, thr_cap, bias_cap]
+
+
 def _layer_map(f: _Float, kind: str, start: int, latency: int, s: np.ndarray, blocks, thr, theta) -> LayerMap:
-    werr = float(np.sqrt(np.mean([_rel_err(w, s, sh) ** 2 for w, sh in blocks])))
+    werr = float(np.sqrt(np.mean([relative_error(w, s, sh) ** 2 for w, sh in blocks])))
     with np.errstate(divide="ignore", invalid="ignore"):
         terr = float(np.max(np.abs(thr - 1 - s * theta) / np.where(s * theta > 0, s * theta, 1)))
     return LayerMap(
