@@ -42,7 +42,7 @@ class Target:
 
 _REGISTRY: dict[str, Target] = {}
 #: modules that register targets when imported
-_TARGET_MODULES: tuple[str, ...] = ("snn_deploy.backends.xylo",)
+_TARGET_MODULES: tuple[str, ...] = ("snn_deploy.backends.xylo", "snn_deploy.backends.loihi")
 
 
 def register(target: Target) -> Target:

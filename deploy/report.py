@@ -92,13 +92,10 @@ def xylo_report(
     out = np.asarray(out)
     lat = max(m.latency for m in lowering.layers)
     t = inputs.shape[1]
-    agreement: dict[str, Any] = {"input": input_source, "latency_steps": lat, "layers": {}}
-    for m in lowering.layers:
-        if m.kind != "hidden":
-            continue
-        ref_s = np.asarray(ref.spikes[m.node]).reshape(inputs.shape[0], t, -1)
-        emu_s = np.asarray(rec["Spikes"])[..., m.start : m.start + m.size]
-        agreement["layers"][m.node] = raster_agreement(ref_s[:, : t - m.latency], emu_s[:, m.latency :])
+    hidden = [m for m in lowering.layers if m.kind == "hidden"]
+    emu_spikes = {m.node: np.asarray(rec["Spikes"])[..., m.start : m.start + m.size] for m in hidden}
+    layer_agree = compare_layers(ref, emu_spikes, {m.node: m.latency for m in hidden}, inputs.shape[0], t)
+    agreement: dict[str, Any] = {"input": input_source, "latency_steps": lat, "layers": layer_agree}
     ref_out = np.asarray(ref.output).reshape(inputs.shape[0], t, -1)[:, : t - lat]
     emu_out = out[:, lat:]
     if lowering.output_mode == "Spike":
@@ -145,19 +142,55 @@ def xylo_report(
         }
         for m in lowering.layers
     ]
+    warnings = list(lowering.warnings)
+    return assemble(
+        graph,
+        meta["target"],
+        model_path,
+        resources_,
+        layers,
+        agreement,
+        warnings,
+        {"weight_shifts": meta["weight_shifts"]},
+    )
+
+
+def assemble(
+    graph,
+    target: str,
+    model_path: str | None,
+    resources_: dict,
+    layers: list[dict],
+    agreement: dict,
+    warnings: list[str],
+    extra: dict | None = None,
+) -> dict:
+    """The report document every target writes (plain JSON types only)."""
     report = {
         "schema_version": SCHEMA_VERSION,
-        "target": meta["target"],
+        "target": target,
         "model": model_path,
         "conventions": graph.conventions.to_dict(),
         "resources": resources_,
         "layers": layers,
-        "weight_shifts": meta["weight_shifts"],
         "agreement": agreement,
-        "warnings": list(graph.warnings) + list(lowering.warnings),
+        "warnings": list(graph.warnings) + list(warnings),
         "passes": [r.to_dict() for r in graph.history],
+        **(extra or {}),
     }
     return json.loads(json.dumps(report, default=_plain))
+
+
+def compare_layers(
+    ref, emu_spikes: dict[str, np.ndarray], latencies: dict[str, int], batch: int, steps: int
+) -> dict:
+    """Raster agreement of every emulated layer with the float reference, the emulator shifted by its latency."""
+    out = {}
+    for name, emu in emu_spikes.items():
+        lat = latencies[name]
+        ref_s = np.asarray(ref.spikes[name]).reshape(batch, steps, -1)
+        out[name] = raster_agreement(ref_s[:, : steps - lat], np.asarray(emu)[:, lat:])
+    return out
 
 
 def _plain(x: Any) -> Any:
@@ -218,3 +251,65 @@ def print_summary(report: dict, console) -> None:
     console.print(f"agreement input: {agree['input']}")
     for w in report["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def loihi_report(
+    graph, lowering, net, meta: dict, inputs: np.ndarray, input_source: str, model_path: str | None
+) -> dict:
+    """The deploy report of a Loihi lowering; ``net`` is the emulator network read back from the written file."""
+    from snn_deploy.backends.loihi import _limits
+    from snn_deploy.sim import loihi as loihi_sim
+    from snn_deploy.sim.reference import simulate
+
+    ref = simulate(graph, inputs.astype(np.float32))
+    trace = loihi_sim.simulate(net, inputs)
+    b, t = inputs.shape[:2]
+    spiking = [m for m in lowering.layers if not m.readout]
+    idx = {m.node: i for i, m in enumerate(lowering.layers)}
+    emu = {m.node: trace.s[idx[m.node]] for m in spiking}
+    layer_agree = compare_layers(ref, emu, {m.node: m.latency for m in spiking}, b, t)
+    last = lowering.layers[-1]
+    lat = last.latency
+    ref_out = np.asarray(ref.output).reshape(b, t, -1)[:, : t - lat]
+    if last.readout:
+        emu_out = np.asarray(trace.v[-1])[:, lat:].astype(np.float64)
+        a, c = (ref_out * last.scale * 64).ravel(), emu_out.ravel()
+        out = {"vmem_corr": float(np.corrcoef(a, c)[0, 1]) if a.std() > 0 and c.std() > 0 else 0.0}
+    else:
+        emu_out = np.asarray(trace.s[-1])[:, lat:]
+        out = dict(layer_agree.pop(last.node))
+    out["argmax_agreement"] = argmax_agreement(ref_out, emu_out)
+    agreement = {"input": input_source, "latency_steps": lat, "layers": layer_agree, "output": out}
+    n_syn = sum(
+        int(np.count_nonzero(layer.weight))
+        + (int(np.count_nonzero(layer.weight_rec)) if layer.weight_rec is not None else 0)
+        for layer in lowering.model.layers
+    )
+    resources_ = {
+        "used": {
+            "layers": len(lowering.layers),
+            "neurons": int(sum(layer.shape[0] for layer in lowering.model.layers)),
+            "synapses": n_syn,
+        },
+        "limits": _limits(),
+    }
+    layers = [
+        {
+            "node": m.node,
+            "kind": "output" if i == len(lowering.layers) - 1 else "hidden",
+            "netx_layer": i,
+            "latency_steps": m.latency,
+            "iDecay": m.i_decay,
+            "vDecay": m.v_decay,
+            "vThMant": m.vth,
+            "scale": m.scale,
+            "decay_error_syn": m.decay_error_syn,
+            "decay_error_mem": m.decay_error_mem,
+            "weight_rel_error": m.weight_rel_error,
+            "threshold_rel_error": m.threshold_rel_error,
+            "weights_clamped": 0,
+            "approximations": list(m.approximations),
+        }
+        for i, m in enumerate(lowering.layers)
+    ]
+    return assemble(graph, meta["target"], model_path, resources_, layers, agreement, list(lowering.warnings))
