@@ -1,0 +1,161 @@
+"""Exact solver vs Eventax 0.1 (Diffrax events) on the same CuBa-LIF layer and inputs, in one run.
+
+Prints wall time per forward call (median of repeats, after compilation) and the spike-time error of each
+against an independent numpy reference (textbook two-exponential formula, dense-grid detection + bisection to
+adjacent floats). Run: ``/work/venv-dev/bin/python benchmarks/exact_speed.py [--n-in 20 --n 10 --events 200]``.
+Needs ``eventax`` (PyPI ``eventax==0.1.0``); without it only our solver is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from snn_deploy.sim.exact import CubaLIF, simulate_layer
+
+
+def reference(ev_t, ev_ch, w, tau_m, tau_s, v_th, t_end, n_grid=2000):
+    """Independent CuBa-LIF event loop (NIR delta scaling I += w / tau_s, r = 1, reset to 0)."""
+    k = tau_s / (tau_s - tau_m)
+
+    def v_of(v, i, d):
+        return v * np.exp(-d / tau_m) + k * i * (np.exp(-d / tau_s) - np.exp(-d / tau_m))
+
+    n = w.shape[1]
+    out = [[] for _ in range(n)]
+    v, i, t = np.zeros(n), np.zeros(n), 0.0
+    bounds = list(ev_t) + [t_end]
+    for e, t_next in enumerate(bounds):
+        for nn in range(n):
+            tt, vv, ii = t, v[nn], i[nn]
+            while True:
+                dd = np.linspace(0, t_next - tt, n_grid)
+                hit = np.nonzero(v_of(vv, ii, dd[1:]) >= v_th)[0]
+                if hit.size == 0:
+                    break
+                a, b = dd[hit[0]], dd[hit[0] + 1]
+                while np.nextafter(a, np.inf) < b:
+                    m = 0.5 * (a + b)
+                    a, b = (a, m) if v_of(vv, ii, m) >= v_th else (m, b)
+                out[nn].append(tt + b)
+                ii, vv, tt = ii * np.exp(-b / tau_s), 0.0, tt + b
+            v[nn], i[nn] = v_of(vv, ii, t_next - tt), ii * np.exp(-(t_next - tt) / tau_s)
+        t = t_next
+        if e < len(ev_t):
+            i += w[ev_ch[e]] / tau_s
+    return out
+
+
+def timed(fn, repeats):
+    fn()  # compile
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def errors(times, ref):
+    """(max |dt| / t over matched spikes, number of count mismatches)."""
+    worst, bad = 0.0, 0
+    for nn, r in enumerate(ref):
+        got = np.asarray(times[nn])
+        got = got[np.isfinite(got)]
+        if len(got) != len(r):
+            bad += 1
+            continue
+        if len(r):
+            worst = max(worst, float(np.max(np.abs(got - np.asarray(r)) / np.asarray(r))))
+    return worst, bad
+
+
+def eventax_runner(ev_t, ev_ch, w, tau_m, tau_s, t_end, max_spikes, accurate):
+    import diffrax as dfx
+    import optimistix as optx
+    from eventax.evnn import EvNN
+    from eventax.neuron_models.lif import LIF as EvLIF
+
+    n_in, n = w.shape
+    wmask = jnp.concatenate([jnp.zeros((n, n)), jnp.ones((n_in, n))]).astype(jnp.float64)
+    init_w = jnp.concatenate([jnp.zeros((n, n)), jnp.asarray(w) / tau_s])  # eventax: I += w_e
+    kw = (
+        dict(solver=dfx.Tsit5(), root_finder=optx.Newton(1e-12, 1e-12, optx.rms_norm), solver_stepsize=1e-2)
+        if accurate
+        else {}
+    )
+    net = EvNN(
+        EvLIF,
+        n_neurons=n,
+        max_solver_time=t_end,
+        in_size=n_in,
+        wmask=wmask,
+        init_weights=init_w,
+        thresh=1.0,
+        tsyn=tau_s,
+        tmem=tau_m,
+        init_bias=0.0,
+        dtype=jnp.float64,
+        key=jax.random.PRNGKey(0),
+        max_event_steps=4 * (len(ev_t) + n * max_spikes),
+        **kw,
+    )
+    k_max = int(np.max(np.bincount(ev_ch, minlength=n_in)))
+    spk = np.full((n_in, k_max), np.inf)
+    fill = np.zeros(n_in, int)
+    for t, c in zip(ev_t, ev_ch, strict=True):
+        spk[c, fill[c]] = t
+        fill[c] += 1
+    spk = jnp.asarray(spk)
+    fn = jax.jit(lambda s: net.spikes_until_t(s, t_end, max_spikes=n * max_spikes))
+    return lambda: fn(spk)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n-in", type=int, default=20)
+    ap.add_argument("--n", type=int, default=10)
+    ap.add_argument("--events", type=int, default=200)
+    ap.add_argument("--t-end", type=float, default=5.0)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    tau_m, tau_s, max_out = 1.0, 0.5, 32
+    rng = np.random.default_rng(0)
+    ev_t = np.sort(rng.uniform(0, args.t_end, args.events))
+    ev_ch = rng.integers(0, args.n_in, args.events).astype(np.int32)
+    w = rng.normal(0.15, 0.2, (args.n_in, args.n))
+    ref = reference(ev_t, ev_ch, w, tau_m, tau_s, 1.0, args.t_end)
+    n_ref = sum(len(r) for r in ref)
+    p = CubaLIF(tau_m, tau_s, v_th=1.0)
+    with jax.enable_x64(True):
+        ours = lambda: simulate_layer(ev_t, ev_ch, w, p, max_out=max_out, t_end=args.t_end).times  # noqa: E731
+        t_ours = timed(ours, args.repeats)
+        e_ours, c_ours = errors(ours(), ref)
+    print(
+        f"layer {args.n_in}->{args.n} CuBa-LIF tau_m={tau_m} tau_s={tau_s}, {args.events} input events, "
+        f"{n_ref} reference output spikes"
+    )
+    print(f"{'solver':38s} {'time/call':>12s} {'max rel err':>12s} {'count mism.':>11s} {'speed-up':>9s}")
+    print(f"{'snn_deploy exact':38s} {t_ours * 1e3:10.2f}ms {e_ours:12.2e} {c_ours:11d} {'1.0':>9s}")
+    try:
+        import eventax  # noqa: F401
+    except ImportError:
+        print("eventax not installed (pip install eventax==0.1.0): comparison skipped")
+        return
+    for accurate, name in (
+        (False, "eventax defaults (Euler 1e-3, f64)"),
+        (True, "eventax Tsit5 dt=1e-2, Newton 1e-12"),
+    ):
+        with jax.enable_x64(True):
+            run = eventax_runner(ev_t, ev_ch, w, tau_m, tau_s, args.t_end, max_out, accurate)
+            t_ev = timed(run, max(1, args.repeats // 2))
+            e_ev, c_ev = errors(run(), ref)
+        print(f"{name:38s} {t_ev * 1e3:10.2f}ms {e_ev:12.2e} {c_ev:11d} {t_ev / t_ours:9.1f}")
+
+
+if __name__ == "__main__":
+    main()
