@@ -58,6 +58,7 @@ def rockpool_xylo_classes() -> dict[str, Any]:
         if name not in sys.modules:
             mod = types.ModuleType(name)
             mod.__path__ = [str(path)]  # type: ignore[attr-defined]
+            mod.__package__ = name
             sys.modules[name] = mod
     a2 = importlib.import_module("rockpool.devices.xylo.syns61201.xylo_sim")
     imu = importlib.import_module("rockpool.devices.xylo.syns63300.xylo_sim")

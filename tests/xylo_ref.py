@@ -16,31 +16,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
-import types
 from typing import Any
 
 import numpy as np
-
-_XYLO_PKG = "rockpool.devices.xylo"
-_A3_PKG = "rockpool.devices.xylo.syns65302"
-
-
-def _install_samna_free_packages() -> None:
-    """Register bare package modules so Rockpool's Xylo sub-packages import without samna (idempotent)."""
-    if _XYLO_PKG in sys.modules and _A3_PKG in sys.modules:
-        return
-    import rockpool.devices  # noqa: F401  (the parent package imports without samna)
-
-    spec = importlib.util.find_spec("rockpool.devices")
-    assert spec is not None and spec.submodule_search_locations
-    base = list(spec.submodule_search_locations)[0]
-    for name, path in ((_XYLO_PKG, f"{base}/xylo"), (_A3_PKG, f"{base}/xylo/syns65302")):
-        if name not in sys.modules:
-            mod = types.ModuleType(name)
-            mod.__path__ = [path]
-            mod.__package__ = name
-            sys.modules[name] = mod
 
 
 def reference_available() -> tuple[bool, str]:
@@ -65,11 +43,10 @@ def require_reference() -> None:
 
 
 def xylosim_classes() -> dict[str, Any]:
-    """Rockpool's XyloSim class per variant (``syns65302`` re-exports the IMU class, as Rockpool does)."""
-    _install_samna_free_packages()
-    a2 = importlib.import_module("rockpool.devices.xylo.syns61201.xylo_sim")
-    imu = importlib.import_module("rockpool.devices.xylo.syns63300.xylo_sim")
-    return {"syns61201": a2.XyloSim, "syns63300": imu.XyloSim, "syns65302": imu.XyloSim}
+    """Rockpool's XyloSim class per variant, imported without samna (the workaround lives in snn_deploy.hil)."""
+    from snn_deploy.hil import rockpool_xylo_classes
+
+    return rockpool_xylo_classes()
 
 
 class V1Reference:
