@@ -79,6 +79,10 @@ class XyloLowering:
     output_mode: str
     dt: float
     warnings: tuple[str, ...] = field(default=())
+    #: the float network in Xylo form before integer scaling, in Rockpool's mapper layout (weights_in (Nin, IEN),
+    #: weights_rec (Nh, Nh) [pre, post], weights_out (OEN, Nout), thresholds, biases, dashes), so that other
+    #: quantisers (e.g. Rockpool's channel_quantize) can be compared on exactly the same model
+    float_spec: dict = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -337,7 +341,21 @@ def lower(
             )
         )
     maps.append(_layer_map(fo, "output", 0, len(hidden), s_o, [(w_out_rows, sh_out)], thr_o, theta_o))
-    return XyloLowering(spec, tuple(maps), "Vmem" if readout else "Spike", dt, tuple(warns))
+    float_spec = {
+        "weights_in": w_in_rows[: sizes[0]].T,
+        "weights_rec": w_rec_rows.T,
+        "weights_out": w_out_rows.T,
+        "threshold": theta_h,
+        "threshold_out": theta_o,
+        "bias": bias_h,
+        "bias_out": fo.bias,
+        "dash_mem": spec.dash_mem,
+        "dash_syn": spec.dash_syn,
+        "dash_syn_2": spec.dash_syn_2,
+        "dash_mem_out": spec.dash_mem_out,
+        "dash_syn_out": spec.dash_syn_out,
+    }
+    return XyloLowering(spec, tuple(maps), "Vmem" if readout else "Spike", dt, tuple(warns), float_spec)
 
 
 def _caps(cap: np.ndarray, theta: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
