@@ -236,3 +236,95 @@ def simulate_command(
         f"{k[7:]}: {int(v.sum())} spikes" for k, v in arrays.items() if k.startswith("spikes.")
     )
     click.echo(f"wrote {out_path} ({len(arrays)} arrays{'; ' + summary if summary else ''})")
+
+
+# ---------------------------------------------------------------------------------------------- target artefacts
+
+
+def _counts(inputs: dict[str, np.ndarray], what: str) -> np.ndarray:
+    """The single ``input`` array as integer spike counts (the artefact emulators take integers)."""
+    if set(inputs) != {"input"}:
+        raise InputError(f"{what} artefacts take one array named 'input'", param="input")
+    x = inputs["input"]
+    if np.any(x != np.round(x)) or np.any(x < 0):
+        raise InputError(f"{what} input must be non-negative integer spike counts", param="input")
+    return x.astype(np.int32)
+
+
+def _chunks(steps: int, chunk: int):
+    for t0 in range(0, steps, max(1, chunk)):
+        yield t0, min(steps, t0 + max(1, chunk))
+
+
+def _run_xylo(path: Path, inputs: dict[str, np.ndarray], opts: SimulateOptions, progress: Progress) -> dict:
+    """Our bit-exact Xylo emulator on a ``MODEL.xylo/`` artefact; keys and layout as XyloSim's record."""
+    from snn_deploy.backends.xylo import XyloArtefact
+    from snn_deploy.sim import xylo as xylo_sim
+
+    art = XyloArtefact.load(path)
+    x = _counts(inputs, "Xylo")
+    if x.ndim not in (2, 3) or x.shape[-1] > art.spec.n_in:
+        raise InputError(
+            f"input shape {list(x.shape)} is not (T, N_in) or (B, T, N_in) with N_in <= {art.spec.n_in}",
+            file=str(path),
+            param="input",
+        )
+    steps = x.shape[-2]
+    state, pieces = None, []
+    for t0, t1 in _chunks(steps, opts.chunk):
+        out, state, rec = xylo_sim.evolve(
+            art.spec, x[..., t0:t1, :], state, record=True, output_mode=art.meta.get("output_mode", "Spike")
+        )
+        pieces.append({"output": np.asarray(out), **{k: np.asarray(v) for k, v in rec.items()}})
+        progress(t1, steps)
+    axis = x.ndim - 2
+    return {k: np.concatenate([p[k] for p in pieces], axis=axis) for k in pieces[0]}
+
+
+def _is_loihi(p: Path) -> bool:
+    return (p.is_dir() and (p / "network.net").is_file()) or (p.is_file() and p.suffix == ".net")
+
+
+def _run_loihi(path: Path, inputs: dict[str, np.ndarray], opts: SimulateOptions, progress: Progress) -> dict:
+    """Our bit-exact Loihi emulator on a netx file or ``MODEL.loihi2/``: ``u.<i>``, ``v.<i>``, ``s.<i>`` per netx
+    layer index ``i`` with a neuron (conv layers flattened in Lava's W-H-C order), and ``output``."""
+    from snn_deploy.backends.loihi_netx import read_netx, to_loihi_network
+    from snn_deploy.sim import loihi as loihi_sim
+
+    net_file = path / "network.net" if path.is_dir() else path
+    model = read_netx(net_file)
+    net = to_loihi_network(model)
+    x = inputs["input"] if set(inputs) == {"input"} else None
+    if x is None:
+        raise InputError("Loihi artefacts take one array named 'input'", param="input")
+    if x.ndim >= 4:  # (T, C, H, W) or (B, T, C, H, W) in the file's C-H-W order, as the emulator flattens it
+        x = x.reshape(*x.shape[:-3], -1)
+    if x.shape[-1] != net.n_in:
+        raise InputError(
+            f"input has {x.shape[-1]} values per step, the network takes {net.n_in}", param="input"
+        )
+    x = _counts({"input": x}, "Loihi")
+    trace = loihi_sim.simulate(net, x)
+    progress(x.shape[-2], x.shape[-2])
+    indices = [
+        i
+        for i, layer in enumerate(model.layers)
+        if layer.kind in ("dense", "dense_rec", "conv")
+        or (layer.kind == "input" and layer.neuron is not None)
+    ]
+    out: dict[str, np.ndarray] = {}
+    for k, i in enumerate(indices):
+        layer = model.layers[i]
+        for name in ("u", "v", "s"):
+            arr = np.asarray(getattr(trace, name)[k])
+            if layer.kind == "conv":  # emulator keeps torch (C, H, W); Lava's process holds (W, H, C)
+                c, h, w = layer.shape
+                arr = arr.reshape(*arr.shape[:-1], c, h, w)
+                arr = np.moveaxis(arr, (-3, -2, -1), (-1, -2, -3)).reshape(*arr.shape[:-3], -1)
+            out[f"{name}.{i}"] = arr
+    out["output"] = out[f"s.{indices[-1]}"]
+    return out
+
+
+register_model_kind(ModelKind("xylo", lambda p: p.is_dir() and (p / "xylo.json").is_file(), _run_xylo))
+register_model_kind(ModelKind("loihi2", _is_loihi, _run_loihi))

@@ -221,9 +221,9 @@ def print_summary(report: dict, console) -> None:
     for col in (
         "node",
         "kind",
-        "range",
+        "placement",
         "latency",
-        "dash syn/mem",
+        "decays",
         "weight err",
         "threshold err",
         "agreement",
@@ -237,12 +237,18 @@ def print_summary(report: dict, console) -> None:
             for k, v in (a or {}).items()
             if k in ("overlap", "count_corr", "vmem_corr", "argmax_agreement")
         )
+        placement = str(m["range"]) if "range" in m else f"netx layer {m.get('netx_layer')}"
+        decays = (
+            f"dash syn {m['dash_syn']} mem {m['dash_mem']}"
+            if "dash_syn" in m
+            else f"iDecay {m.get('iDecay')} vDecay {m.get('vDecay')}"
+        )
         lay.add_row(
             m["node"],
             m["kind"],
-            str(m["range"]),
+            placement,
             str(m["latency_steps"]),
-            f"{m['dash_syn']}/{m['dash_mem']}",
+            decays,
             f"{m['weight_rel_error']:.3g}",
             f"{m['threshold_rel_error']:.3g}",
             a_txt,
