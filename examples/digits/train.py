@@ -3,7 +3,10 @@
 Data, coding and output code: see digits.py. Network: Linear(16->64) -> CubaLIF(64) -> Linear(64->8) -> CubaLIF(8);
 dt = 1 ms, tau_mem = 8 ms, tau_syn = 4 ms (Euler decays 1 - 1/8, 1 - 1/4: exact bit shifts on Xylo), threshold 1,
 reset by subtraction, unit gains, no biases: it fits XyloAudio 2 (16 inputs, <= 1000 hidden, 8 outputs).
-Loss: softmax cross-entropy of the code logits of the output spike counts ("rate" loss with a readout matrix).
+Loss: softmax cross-entropy of the code logits of the output spike counts ("rate" loss with a readout matrix), plus an
+activity regulariser that keeps hidden firing rates near 10 % per step: a neuron driven far above threshold fires once
+per step in the float model but several times in one step on Xylo, so a sparse model is one that deploys faithfully
+(without it: float 91.9 %, Xylo emulator 58 %; with it: 90.2 % and 90.0 %).
 Deterministic (fixed seeds); well under a minute on 2 CPU cores. Writes digits.nir and results.json here.
 
 Run: python examples/digits/train.py [--epochs 300] [--lr 5e-3]
@@ -28,6 +31,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="Train the digits example model.")
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--lr", type=float, default=5e-3)
+    ap.add_argument("--activity", type=float, default=1.0)
+    ap.add_argument("--activity-target", type=float, default=0.1)
     ap.add_argument("--out", type=Path, default=HERE)
     args = ap.parse_args()
     x_tr, x_te, y_tr, y_te = split()
@@ -56,6 +61,8 @@ def main() -> None:
         optimizer=opt,
         seed=0,
         log=lambda r: print(r) if r["epoch"] % 25 == 0 else None,
+        activity=args.activity,
+        activity_target=args.activity_target,
     )
     seconds = time.perf_counter() - t0
     train_acc = accuracy(result.graph, X_tr, y_tr, loss="rate", readout=READOUT)
@@ -66,6 +73,7 @@ def main() -> None:
         "coding": f"regular rate code, {STEPS} steps, 2x2-sum-pooled 8x8 digits / 64",
         "readout": "rate with output code: argmax of spike_counts @ (2*output_code - 1).T / 8",
         "learning_rate": args.lr,
+        "activity_regulariser": {"weight": args.activity, "target_rate": args.activity_target},
         "output_code": ["".join(map(str, row)) for row in CODE],
         "steps": STEPS,
     }
