@@ -97,6 +97,7 @@ def save(graph: Graph, path: str | os.PathLike) -> Path:
     os.close(fd)
     try:
         nir.write(tmp, nir_graph)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a model file is an ordinary, shareable file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -306,7 +307,8 @@ def _to_nir(node: Node) -> Any:
     if isinstance(node, Input):
         return nir.Input(input_type={"input": np.array(node.shape)}, metadata=meta)
     if isinstance(node, Output):
-        return nir.Output(output_type={"output": np.array(node.shape)}, metadata=meta)
+        shape = node.shape if node.shape is not None else node.output_shape  # None: the shape that reaches it
+        return nir.Output(output_type={"output": np.array(shape)}, metadata=meta)
     if kind in ("Conv1d", "Conv2d"):
         nd = 1 if kind == "Conv1d" else 2
         spatial = node.input_shape[1:] if node.input_shape else node.spatial_shape

@@ -102,3 +102,18 @@ def test_cli_conventions_override_metadata(tmp_path):
     assert sd.load(path).conventions.dt.source == "metadata"
     loaded = sd.load(path, dt=2e-3)
     assert loaded.conventions.dt.value == 2e-3 and loaded.conventions.dt.source == "cli"
+
+
+def test_save_fills_undeclared_output_shape_and_is_world_readable(tmp_path):
+    g = sd.load(write(lif_chain(), tmp_path / "m.nir"), dt=1e-3)
+    out = g.node("output")
+    nodes = [
+        n.replace(shape=None, input_shape=None, output_shape=None)
+        if n is out
+        else n.replace(input_shape=None, output_shape=None)
+        for n in g.nodes
+    ]
+    g2 = sd.Graph.build(nodes, g.edges, conventions=g.conventions)
+    path = sd.save(g2, tmp_path / "s.nir")
+    assert nir.read(path).nodes["output"].output_type["output"].tolist() == [2]
+    assert (path.stat().st_mode & 0o777) == 0o644
