@@ -131,7 +131,7 @@ def build(python: str, venv: Path = VENV_DIR) -> None:
         ]
     )
     # Smoke test: the fixed-point LIF/Dense models and the netx loader (with stand-ins) import.
-    _run([py, str(Path(__file__).resolve().parent / "lava_driver.py"), "--self-test"])
+    _run([py, str(Path(__file__).resolve().parent.parent / "deploy" / "lava_driver.py"), "--self-test"])
     (venv / MARKER_NAME).write_text(requirements_hash(py) + "\n")
 
 

@@ -1,4 +1,4 @@
-"""Project-side access to the Lava 0.10 reference (runs ``tests/lava_driver.py`` in ``.lava-venv``).
+"""Project-side access to the Lava 0.10 reference (runs ``deploy/lava_driver.py`` in ``.lava-venv``).
 
 ``run_lava(jobs)`` writes the jobs to a temporary .npz, runs the driver with the Python 3.10 Lava
 environment in a subprocess, and returns per-job traces. Tests call :func:`require_lava` (or use the
@@ -18,7 +18,7 @@ import numpy as np
 from snn_deploy.sim.loihi import ConvParams, LoihiNetwork
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DRIVER = Path(__file__).resolve().parent / "lava_driver.py"
+DRIVER = REPO_ROOT / "deploy" / "lava_driver.py"
 VENV_PYTHON = REPO_ROOT / ".lava-venv" / "bin" / "python"
 
 

@@ -3,7 +3,7 @@
     python tests/golden/make_loihi_golden.py [--nir-lif-dir PATH/TO/NIR/paper/01_lif]
 
 * ``loihi_golden_<name>.npz``: a network (the driver's ``"net"`` job format under ``j0/``, see
-  tests/lava_driver.py) and Lava's per-layer ``L{k}/{u,v,s}`` traces, ``(T, N)`` int32, row t = end of step
+  deploy/lava_driver.py) and Lava's per-layer ``L{k}/{u,v,s}`` traces, ``(T, N)`` int32, row t = end of step
   t + 1. The networks are ``tests.lava_ref.random_case(seed, regimes, steps)`` with the fixed arguments in
   ``CASES`` below.
 * ``loihi_nir_paper_lif.npz``: the NIR paper's LIF test (neuromorphs/NIR ``paper/01_lif``, files

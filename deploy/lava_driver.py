@@ -2,12 +2,14 @@
 
 This file runs INSIDE the Python 3.10 Lava environment (``.lava-venv``, built by ``tests/lava_env.py``);
 it must import nothing from snn_deploy and must stay Python 3.10 / numpy 1.x compatible.
-The project drives it through ``tests/lava_ref.py`` (subprocess, arrays exchanged as .npz files).
+The project drives it through ``snn_deploy.hil`` (the Lava CPU stand-in device) and ``tests/lava_ref.py``
+(subprocess, arrays exchanged as .npz files). It ships in the package (``snn_deploy/lava_driver.py``) but is
+never imported by it: it is run by path with the Lava interpreter.
 
 Usage::
 
-    python tests/lava_driver.py JOBS.npz RESULTS.npz     # run every job in JOBS.npz
-    python tests/lava_driver.py --self-test              # import check used by lava_env.py
+    python deploy/lava_driver.py JOBS.npz RESULTS.npz    # run every job in JOBS.npz
+    python deploy/lava_driver.py --self-test             # import check used by tests/lava_env.py
 
 Job file layout (flat .npz keys, job index ``i``):
 
@@ -34,11 +36,16 @@ spikes are returned, as ``L0/s`` from a sink RingBuffer, plus ``j{i}/run_seconds
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import types
 
-import numpy as np
+# Run by path, Python puts this file's folder (the snn_deploy package, with modules such as io.py and errors.py)
+# first on sys.path; drop it so that nothing in the Lava interpreter can import those by accident.
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import numpy as np  # noqa: E402
 
 
 def install_stand_ins() -> None:
