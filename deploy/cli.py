@@ -187,6 +187,51 @@ def deploy_command(
         print_summary(report, out)
 
 
+@cli.command("validate")
+@click.argument("artefact", type=click.Path(exists=False))
+@click.option(
+    "--input",
+    "-i",
+    "input_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Input .npz with key 'input': integer spike counts (T, N_in).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def validate_command(artefact: str, input_path: str, as_json: bool) -> None:
+    """Run an artefact on the device (the chip, or the vendor simulator standing in for it) and on our emulator,
+    and compare every recorded array. Exit code 1 when they differ."""
+    from pathlib import Path
+
+    from .errors import ArtefactError, InputError
+    from .hil import validate_loihi, validate_xylo
+
+    path = Path(artefact)
+    with np.load(input_path, allow_pickle=False) as z:
+        if "input" not in z:
+            raise InputError("no array 'input'", file=input_path)
+        x = np.asarray(z["input"])
+    if x.ndim != 2 or np.any(x < 0) or np.any(x != np.round(x)):
+        raise InputError("input must be (T, N_in) non-negative integer counts", file=input_path)
+    if (path / "xylo.json").is_file():
+        from snn_deploy.backends.xylo import XyloArtefact
+
+        result = validate_xylo(XyloArtefact.load(path), x.astype(np.int32))
+    elif (path / "network.net").is_file() or path.suffix == ".net":
+        result = validate_loihi(path, x.astype(np.int32))
+    else:
+        raise ArtefactError("not a Xylo or Loihi artefact", file=artefact, fix="deploy a model first")
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        out.print(f"device: {result['device']} ({result['kind']}), {result['steps']} steps")
+        for k, v in result["mismatches"].items():
+            out.print(f"  {k}: {'equal' if v == 0 else f'{v} elements differ'}")
+        out.print("bit-exact" if result["bit_exact"] else "[red]MISMATCH[/red]")
+    if not result["bit_exact"]:
+        sys.exit(1)
+
+
 @cli.command("doctor")
 def doctor_command() -> None:
     """Which vendor tools, reference environments and devices are available here."""

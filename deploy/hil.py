@@ -60,8 +60,14 @@ def rockpool_xylo_classes() -> dict[str, Any]:
             mod.__path__ = [str(path)]  # type: ignore[attr-defined]
             mod.__package__ = name
             sys.modules[name] = mod
-    a2 = importlib.import_module("rockpool.devices.xylo.syns61201.xylo_sim")
-    imu = importlib.import_module("rockpool.devices.xylo.syns63300.xylo_sim")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore"
+        )  # Rockpool warns that its torch-only parts are unavailable: not needed here
+        a2 = importlib.import_module("rockpool.devices.xylo.syns61201.xylo_sim")
+        imu = importlib.import_module("rockpool.devices.xylo.syns63300.xylo_sim")
     return {"syns61201": a2.XyloSim, "syns63300": imu.XyloSim, "syns65302": imu.XyloSim}
 
 

@@ -50,3 +50,24 @@ def test_real_board_is_used_when_present():  # pragma: no cover - needs samna an
     if dev.kind != "hardware":
         pytest.skip("samna is installed but no Xylo board is connected")
     assert dev.kind == "hardware"
+
+
+def test_cli_simulate_and_validate_artefact(tmp_path):
+    import subprocess
+
+    _device()
+    deploy(net(tmp_path), tmp_path / "m.xylo")
+    x = (np.random.default_rng(3).random((2, 60, 10)) < 0.2).astype(np.int32)
+    np.savez(tmp_path / "in.npz", input=x)
+    np.savez(tmp_path / "in1.npz", input=x[0])
+    cli = [sys.executable, "-m", "snn_deploy.cli"]
+    proc = subprocess.run([*cli, "simulate", str(tmp_path / "m.xylo"), "--input", str(tmp_path / "in.npz"), "-o",
+                           str(tmp_path / "out.npz")], capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with np.load(tmp_path / "out.npz") as z:
+        assert {"Spikes", "Vmem", "Isyn", "Isyn2", "Vmem_out", "Isyn_out", "output"} <= set(z.files)
+        assert z["Vmem"].shape == (2, 60, 30) and z["output"].shape == (2, 60, 5)
+    proc = subprocess.run([*cli, "validate", str(tmp_path / "m.xylo"), "--input", str(tmp_path / "in1.npz"),
+                           "--json"], capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert '"bit_exact": true' in proc.stdout
