@@ -49,6 +49,9 @@ I16_MAX = 32767
 MAX_SHIFT = 7  # 3-bit weight-shift fields IWBS/RWBS/OWBS
 MAX_DASH = 15  # 4-bit dash fields
 
+#: recurrent weight memory per chip (xylo.md section 1): XyloAudio 2 1000 x 32 entries, IMU and Audio 3 31 744
+RECURRENT_BUDGET = {"syns61201": 32000, "syns63300": 31744, "syns65302": 31744}
+
 EXACT_TYPES = (CubaLIF, CubaLI)
 READOUT_TYPES = (CubaLI, LI)  # non-spiking readouts: read Vmem_out
 
@@ -317,6 +320,9 @@ def lower(
         variant=variant,
     )
     violations = spec.hardware_violations()
+    n_rec = int(np.count_nonzero(spec.weights_rec))
+    if variant in RECURRENT_BUDGET and n_rec > RECURRENT_BUDGET[variant]:
+        violations.append(f"recurrent synapses: {n_rec} > {RECURRENT_BUDGET[variant]} on {variant}")
     if violations:
         raise DoesNotFit(
             "; ".join(violations).replace(f"on {variant}", f"on {target}"),

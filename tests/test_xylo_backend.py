@@ -155,8 +155,10 @@ def test_braille_deploys_and_xylosim_equals_emulator(tmp_path):
         (dict(n_out=9), "xylo", errors.DoesNotFit, "output neurons: 9 > 8 on xylo-audio2"),
         (dict(hidden=(200,), rec=False), "xylo-imu", errors.DoesNotFit, "200 > 128"),
         (dict(v_leak=0.1), "xylo-v1", errors.DoesNotFit, "has no bias"),
+        (dict(hidden=(200,), rec=True), "xylo", errors.DoesNotFit, r"recurrent synapses: \d+ > 32000"),
+        (dict(hidden=(70,), rec=True), "xylo", errors.DoesNotFit, r"fan-out per hidden neuron: \d+ > 64"),
     ],
-    ids=["inputs", "hidden", "outputs", "imu-expansion", "v1-bias"],
+    ids=["inputs", "hidden", "outputs", "imu-expansion", "v1-bias", "recurrent-budget", "fan-out"],
 )
 def test_limits_raise_does_not_fit(tmp_path, kwargs, target, exc, words):
     path = net(tmp_path, **kwargs)
