@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from snn_deploy.artefact import atomic_directory, json_bytes, write_files
 from snn_deploy.backends import Target, register
 from snn_deploy.discretize import step_coefficients

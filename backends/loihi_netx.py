@@ -28,6 +28,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
 from snn_deploy.errors import ArtefactError
 from snn_deploy.sim.loihi import (
     ConvParams,

@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from snn_deploy.discretize import step_coefficients
 from snn_deploy.errors import ConventionError, DoesNotFit, UnsupportedNode
 from snn_deploy.graph import Graph

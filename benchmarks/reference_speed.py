@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
 from snn_deploy.sim.reference import extract_params, simulate_params
 from snn_deploy.sim.train import feedforward
 
@@ -87,6 +88,7 @@ def timeit(fn, *args, repeats: int) -> tuple[float, float]:
 def check_same_network(graph, model, x) -> float:
     """Max |difference| between both first layers' membranes after the last step (0 up to float32 rounding)."""
     import spyx
+
     from snn_deploy.sim.reference import simulate
 
     ref = np.asarray(simulate(graph, x, record=["lif1"], precision=None, shard=False).v["lif1"])

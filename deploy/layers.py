@@ -21,7 +21,8 @@ from .nodes import Affine, Linear, Node, Output
 
 @dataclass(frozen=True)
 class Layer:
-    """One synapse + neuron layer. Weights are float64 numpy arrays in NIR orientation ``(out, in)``."""
+    """One synapse + neuron layer. Weights are float64 numpy arrays in NIR orientation ``(out, in)``; ``b_ff`` is the
+    total constant input per step (forward Affine bias plus a recurrent Affine's bias)."""
 
     neuron: Node
     w_ff: np.ndarray
@@ -74,15 +75,19 @@ def layer_stack(graph: Graph, target: str) -> list[Layer]:
             if loops:
                 rec_name = _only(loops, "recurrent synapse", current.name, hint)
                 rec = graph.node(rec_name)
-                if type(rec) is not Linear or graph.successors(rec_name) != [current.name]:
+                if not isinstance(rec, Linear) or graph.successors(rec_name) != [current.name]:
                     raise UnsupportedNode(
-                        "recurrent synapse must be a Linear feeding only this neuron", node=rec_name, fix=hint
+                        "recurrent synapse must be a Linear/Affine feeding only this neuron",
+                        node=rec_name,
+                        fix=hint,
                     )
                 w_rec = np.array(rec.weight)
                 rest = [s for s in rest if s != rec_name]
-                layers[-1] = Layer(
-                    layers[-1].neuron, layers[-1].w_ff, layers[-1].b_ff, w_rec, layers[-1].ff_node, rec_name
-                )
+                # A recurrent Affine's bias reaches the neuron every step, exactly like the forward bias: keep it
+                # (lava-dl's converter dropped it and lost the NIR paper's braille accuracy on Loihi).
+                b_rec = np.array(rec.bias) if isinstance(rec, Affine) else 0.0
+                prev = layers[-1]
+                layers[-1] = Layer(prev.neuron, prev.w_ff, prev.b_ff + b_rec, w_rec, prev.ff_node, rec_name)
         if outputs:
             if rest or not layers:
                 raise UnsupportedNode(

@@ -11,8 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from snn_deploy.hil import DeviceUnavailable, open_loihi_device, validate_loihi  # noqa: E402
 from test_loihi_backend import deploy, net  # noqa: E402
+
+from snn_deploy.hil import DeviceUnavailable, open_loihi_device, validate_loihi  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

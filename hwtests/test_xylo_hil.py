@@ -12,9 +12,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from test_xylo_backend import deploy, net  # noqa: E402
+
 from snn_deploy.backends.xylo import XyloArtefact  # noqa: E402
 from snn_deploy.hil import DeviceUnavailable, XyloSimDevice, open_xylo_device, validate_xylo  # noqa: E402
-from test_xylo_backend import deploy, net  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from snn_deploy.errors import InputError, SnnDeployError
 
 __all__ = [

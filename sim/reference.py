@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
 from snn_deploy.conventions import METHODS, RESETS
 from snn_deploy.errors import ConventionError, InputError
 from snn_deploy.graph import Graph, PassRecord

@@ -30,6 +30,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from snn_deploy.errors import ConventionError
 from snn_deploy.nodes import (
     IF,

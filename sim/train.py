@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
 from snn_deploy.conventions import Conventions, Setting
 from snn_deploy.errors import InputError
 from snn_deploy.graph import Graph

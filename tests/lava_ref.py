@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from snn_deploy.sim.loihi import ConvParams, LoihiNetwork
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

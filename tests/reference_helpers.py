@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from snn_deploy.conventions import Conventions, Setting
 from snn_deploy.graph import Graph
 from snn_deploy.nodes import Input, Node, Output

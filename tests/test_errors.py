@@ -9,8 +9,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import snn_deploy as sd
 from nir_files import edit, lif_chain, set_dataset, write
+
+import snn_deploy as sd
 from snn_deploy import errors
 
 

@@ -7,8 +7,9 @@ import warnings
 import nir
 import numpy as np
 import pytest
-import snn_deploy as sd
 from nir_files import ZOO_FILES, lif_chain, nested_dotted, old_rockpool_output, write, zoo_path
+
+import snn_deploy as sd
 from snn_deploy.io import RepairWarning
 
 

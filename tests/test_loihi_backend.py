@@ -26,10 +26,24 @@ def _cuba(n, tm=16 * DT, ts=4 * DT, thr=1.0, v_leak=0.0):
     )  # fmt: skip
 
 
-def net(tmp_path, n_in=10, n_h=24, n_out=5, rec=True, bias=False, hidden=None, name="m.nir", seed=5):
+def net(
+    tmp_path,
+    n_in=10,
+    n_h=24,
+    n_out=5,
+    rec=True,
+    bias=False,
+    hidden=None,
+    name="m.nir",
+    seed=5,
+    rec_bias=False,
+):
     rng = np.random.default_rng(seed)
-    fc1 = (nir.Affine(weight=rng.normal(0, 0.3, (n_h, n_in)), bias=rng.normal(0, 0.02, n_h)) if bias
-           else nir.Linear(weight=rng.normal(0, 0.3, (n_h, n_in))))
+    fc1 = (
+        nir.Affine(weight=rng.normal(0, 0.3, (n_h, n_in)), bias=rng.normal(0, 0.02, n_h))
+        if bias
+        else nir.Linear(weight=rng.normal(0, 0.3, (n_h, n_in)))
+    )
     nodes = {
         "input": nir.Input(input_type={"input": np.array([n_in])}),
         "fc1": fc1,
@@ -40,7 +54,10 @@ def net(tmp_path, n_in=10, n_h=24, n_out=5, rec=True, bias=False, hidden=None, n
     }
     edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"), ("lif2", "output")]
     if rec:
-        nodes["rec"] = nir.Linear(weight=rng.normal(0, 0.05, (n_h, n_h)))
+        w_rec = rng.normal(0, 0.05, (n_h, n_h))
+        nodes["rec"] = (
+            nir.Affine(weight=w_rec, bias=np.full(n_h, 0.01)) if rec_bias else nir.Linear(weight=w_rec)
+        )
         edges += [("lif1", "rec"), ("rec", "lif1")]
     path = tmp_path / name
     nir.write(path, nir.NIRGraph(nodes=nodes, edges=edges))
@@ -131,3 +148,16 @@ def test_written_netx_runs_in_lava_equal_to_emulator(tmp_path):
     x = (np.random.default_rng(3).random((80, 10)) < 0.25).astype(np.int32)
     (ref,) = lava_ref.run_lava([lava_ref.NetxJob(str(tmp_path / "m.loihi2" / "network.net"), x)])
     assert lava_ref.compare(network, x, ref) == []
+
+
+def test_recurrent_bias_is_kept(tmp_path):
+    """The NIR paper's Lava path dropped the recurrent Affine bias; it must reach the neuron bias here."""
+    with_bias = deploy(net(tmp_path, rec_bias=True, name="a.nir"), tmp_path / "a.loihi2")
+    without = deploy(net(tmp_path, rec_bias=False, name="b.nir"), tmp_path / "b.loihi2")
+    with h5py.File(tmp_path / "a.loihi2" / "network.net", "r") as f:
+        bias = f["layer/0/bias"][()]
+    assert np.all(bias > 0)  # 0.01 per step of recurrent bias, scaled to mantissa units
+    with h5py.File(tmp_path / "b.loihi2" / "network.net", "r") as f:
+        assert "bias" not in f["layer/0"]
+    assert any("steady state" in w for w in with_bias["warnings"])  # CubaLIF: mapped at its steady state
+    assert not any("steady state" in w for w in without["warnings"])

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+
 from snn_deploy.errors import InputError
 from snn_deploy.sim.loihi import (
     DenseParams,
@@ -26,7 +27,6 @@ from snn_deploy.sim.loihi import (
     prepare_weights,
     simulate,
 )
-
 from tests.lava_ref import REGIMES, compare, decode_net, random_case, run_lava
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -7,6 +7,7 @@ import hashlib
 import h5py
 import numpy as np
 import pytest
+
 from snn_deploy.backends.loihi_netx import (
     NetxFormatError,
     NetxLayer,
@@ -19,7 +20,6 @@ from snn_deploy.backends.loihi_netx import (
     write_netx,
 )
 from snn_deploy.sim.loihi import ConvParams, simulate
-
 from tests.lava_ref import NetxJob, compare, run_lava
 
 

@@ -9,8 +9,9 @@ import sys
 import nir
 import numpy as np
 import pytest
-import snn_deploy as sd
 from nir_files import lif_chain, nested_dotted, write, zoo_path
+
+import snn_deploy as sd
 from snn_deploy.discretize import step_coefficients
 from snn_deploy.errors import ConventionError
 from snn_deploy.nodes import CubaLIF

@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
 from snn_deploy.quantize.integer import int_range, quantise_rows, relative_error, row_scales, search_shifts
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from reference_helpers import a, chain
+
 from snn_deploy.cli_simulate import simulate_command
 from snn_deploy.errors import InputError
 from snn_deploy.io import save

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_helpers import a, conv
+
 from snn_deploy.graph import Graph
 from snn_deploy.nodes import IF, LI, LIF, CubaLIF, Input, Linear, Output
 from snn_deploy.sim.reference import (

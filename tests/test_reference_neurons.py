@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_helpers import a, chain
+
 from snn_deploy.discretize import step_coefficients
 from snn_deploy.nodes import IF, LI, LIF, CubaLI, CubaLIF, Integrator
 from snn_deploy.sim.reference import simulate

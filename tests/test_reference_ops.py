@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_helpers import a, chain
+
 from snn_deploy.errors import ConventionError, InputError
 from snn_deploy.nodes import (
     Affine,
@@ -145,6 +146,7 @@ def test_missing_dt_is_a_convention_error():
 def test_dense_products_and_gradients_match_plain_matmul(batch, steps):
     import jax
     import jax.numpy as jnp
+
     from snn_deploy.sim.reference_ops import dense, dense_to_time_major
 
     rng = np.random.default_rng(0)

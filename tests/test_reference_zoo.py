@@ -7,8 +7,9 @@ import warnings
 import jax
 import numpy as np
 import pytest
-import snn_deploy as sd
 from reference_helpers import ZOO
+
+import snn_deploy as sd
 from snn_deploy.sim.reference import simulate
 
 BRAILLE = ZOO / "braille_noDelay_noBias_subtract.nir"

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 import snn_deploy as sd
 from snn_deploy.errors import InputError
 from snn_deploy.sim.reference import simulate

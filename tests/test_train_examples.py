@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import snn_deploy as sd
 from snn_deploy.sim.train import accuracy
 

@@ -9,8 +9,9 @@ import warnings
 import nir
 import numpy as np
 import pytest
-import snn_deploy as sd
 from nir_files import zoo_path
+
+import snn_deploy as sd
 from snn_deploy import errors
 from snn_deploy.backends import get_target
 from snn_deploy.backends.xylo import SPEC_KEYS, XyloArtefact

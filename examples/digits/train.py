@@ -21,6 +21,7 @@ from pathlib import Path
 
 import optax
 from digits import CODE, READOUT, STEPS, rate_code, split
+
 from snn_deploy.sim.train import accuracy, export, feedforward, fit
 
 HERE = Path(__file__).resolve().parent

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 import optax
-from snn_deploy.sim.train import accuracy, export, feedforward, fit
 from yinyang import latency_code, yinyang
+
+from snn_deploy.sim.train import accuracy, export, feedforward, fit
 
 HERE = Path(__file__).resolve().parent
 STEPS, T_MAX, HIDDEN, DT = 40, 30, 100, 1e-3

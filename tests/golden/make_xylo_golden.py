@@ -22,8 +22,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from snn_deploy.sim.xylo_spec import XyloSpec  # noqa: E402
 from xylo_ref import make_reference  # noqa: E402
+
+from snn_deploy.sim.xylo_spec import XyloSpec  # noqa: E402
 
 T, N_IN, N_H, N_OUT = 40, 5, 12, 3
 
