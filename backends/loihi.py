@@ -239,7 +239,7 @@ def deploy(
     **_: Any,
 ) -> dict:
     """Lower, write ``network.net``, read it back as Lava would, emulate, compare, write the directory atomically."""
-    from snn_deploy.report import loihi_report
+    from snn_deploy.report import loihi_report, reset_approximation
 
     inputs, source = _inputs(graph, calibration)
     lowering = lower(graph, allow_approximate=allow_approximate)
@@ -248,6 +248,8 @@ def deploy(
         write_netx(lowering.model, tmp / "network.net")
         net = to_loihi_network(read_netx(tmp / "network.net"))  # what netx builds from the file we wrote
         report = loihi_report(graph, lowering, net, meta, inputs, source, model_path)
+        if (effect := reset_approximation(graph, inputs, "zero")) is not None:
+            report["warnings"].append(effect)
         hashes = write_files(tmp, {"loihi.json": json_bytes(meta)})
         from snn_deploy.artefact import sha256
 

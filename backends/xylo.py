@@ -147,7 +147,7 @@ def deploy(
     **_: Any,
 ) -> dict:
     """Lower, emulate, compare with the float reference, and write the artefact directory atomically."""
-    from snn_deploy.report import xylo_report
+    from snn_deploy.report import reset_approximation, xylo_report
 
     variant = XYLO_TARGETS[target]
     inputs, input_source = _inputs(graph, calibration)
@@ -157,6 +157,8 @@ def deploy(
     )
     meta = xylo_meta(graph, lowering, target)
     report = xylo_report(graph, lowering, meta, inputs, input_source, model_path)
+    if (effect := reset_approximation(graph, inputs, "subtract")) is not None:
+        report["warnings"].append(effect)
     files = {"spec.npz": npz_bytes(spec_arrays(lowering.spec)), "xylo.json": json_bytes(meta)}
     files.update(_samna_files(lowering.spec))
     with atomic_directory(out_dir) as tmp:

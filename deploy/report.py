@@ -319,3 +319,23 @@ def loihi_report(
         for i, m in enumerate(lowering.layers)
     ]
     return assemble(graph, meta["target"], model_path, resources_, layers, agreement, list(lowering.warnings))
+
+
+def reset_approximation(graph, inputs: np.ndarray, native: str) -> str | None:
+    """When a target can only reset one way (``native``) and the graph uses another, say how much that alone
+    changes the float model's output on ``inputs``: the float reference run with both resets, compared."""
+    used = str(graph.conventions.reset.value)
+    if used == native:
+        return None
+    from snn_deploy.sim.reference import simulate
+
+    x = inputs.astype(np.float32)
+    a = np.asarray(simulate(graph, x).output)
+    b = np.asarray(simulate(graph, x, reset=native).output)
+    a, b = a.reshape(a.shape[0], a.shape[1], -1), b.reshape(b.shape[0], b.shape[1], -1)
+    agree = raster_agreement(a, b)
+    return (
+        f"reset '{used}' deployed as '{native}': on the agreement input this alone changes the float model's "
+        f"output spikes by overlap {agree['overlap']:.3f}, count correlation {agree['count_corr']:.3f}, "
+        f"readout argmax agreement {argmax_agreement(a, b):.3f}"
+    )

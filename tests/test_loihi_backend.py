@@ -122,6 +122,7 @@ def test_subtract_reset_needs_allow_approximate(tmp_path):
         deploy(path, tmp_path / "x.loihi2", reset="subtract")
     report = deploy(path, tmp_path / "x.loihi2", reset="subtract", allow_approximate=True)
     assert any("--allow-approximate" in w for w in report["warnings"])
+    assert any("changes the float model" in w and "overlap" in w for w in report["warnings"])
 
 
 def test_braille_deploys_in_range():

@@ -174,6 +174,7 @@ def test_reset_zero_needs_allow_approximate(tmp_path):
         deploy(path, tmp_path / "x.xylo", reset="zero")
     report = deploy(path, tmp_path / "x.xylo", reset="zero", allow_approximate=True)
     assert any("--allow-approximate" in w for w in report["warnings"])
+    assert any("changes the float model" in w and "overlap" in w for w in report["warnings"])
 
 
 def test_lif_needs_allow_approximate(tmp_path):
