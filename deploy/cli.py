@@ -203,14 +203,12 @@ def validate_command(artefact: str, input_path: str, as_json: bool) -> None:
     and compare every recorded array. Exit code 1 when they differ."""
     from pathlib import Path
 
+    from .cli_simulate import read_inputs
     from .errors import ArtefactError, InputError
     from .hil import validate_loihi, validate_xylo
 
     path = Path(artefact)
-    with np.load(input_path, allow_pickle=False) as z:
-        if "input" not in z:
-            raise InputError("no array 'input'", file=input_path)
-        x = np.asarray(z["input"])
+    x = read_inputs(input_path)["input"]
     if x.ndim != 2 or np.any(x < 0) or np.any(x != np.round(x)):
         raise InputError("input must be (T, N_in) non-negative integer counts", file=input_path)
     if (path / "xylo.json").is_file():

@@ -180,7 +180,7 @@ def test_inspect_json_is_one_object(tmp_path):
     assert any("subtract" in w for w in doc["warnings"])
 
 
-@pytest.mark.parametrize("command", ["inspect", "targets", "deploy", "doctor"])
+@pytest.mark.parametrize("command", ["inspect", "targets", "deploy", "doctor", "simulate", "validate"])
 def test_every_command_has_help(command):
     proc = subprocess.run(
         [sys.executable, "-m", "snn_deploy.cli", command, "--help"], capture_output=True, text=True
