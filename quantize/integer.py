@@ -50,8 +50,10 @@ def row_scales(
         s = np.minimum(s, cap)
     for w, shift in blocks:
         m = np.max(np.abs(w), axis=1) if w.size else np.zeros(len(s))
-        s = np.minimum(s, np.where(m > 0, hi * 2.0**shift / np.where(m > 0, m, 1.0), np.inf))
-    return np.where(np.isfinite(s), s, 1.0)
+        with np.errstate(over="ignore"):  # |w| ~ 1e-307 overflows the ratio: cap it instead of losing the row
+            fit = np.minimum(hi * 2.0**shift / np.where(m > 0, m, 1.0), np.finfo(np.float64).max)
+        s = np.minimum(s, np.where(m > 0, fit, np.inf))
+    return np.where(np.isfinite(s), s, 1.0)  # rows no block or cap constrains (all-zero weights, no cap)
 
 
 def search_shifts(

@@ -23,7 +23,12 @@ def test_quantise_rounds_half_to_even_and_clips():
 
 @settings(max_examples=60, deadline=None)
 @given(
-    arrays(np.float64, (4, 7), elements=st.floats(-5, 5, allow_nan=False)),
+    # Weights in the range a network has (|w| >= 1e-6 or 0); far smaller ones make the scale overflow float64.
+    arrays(
+        np.float64,
+        (4, 7),
+        elements=st.floats(-5, 5, allow_nan=False).filter(lambda v: v == 0 or abs(v) > 1e-6),
+    ),
     st.integers(0, 7),
 )
 def test_row_scales_fit_int8_and_error_is_bounded(w, shift):
@@ -58,3 +63,10 @@ def test_search_prefers_precise_shift():
         for k in range(8)
     )
     assert cost <= best_other + 1e-12
+
+
+def test_tiny_weights_do_not_fall_back_to_unit_scale():
+    w = np.full((1, 3), 1e-300)
+    assert quantise_rows(w, row_scales([(w, 7)], [np.array([np.inf])]), 7).max() == 127
+    tiny = np.full((1, 3), 1e-307)  # the ratio overflows: the scale is capped at the largest float, not reset to 1
+    assert row_scales([(tiny, 7)], [np.array([np.inf])])[0] == np.finfo(np.float64).max
