@@ -262,7 +262,11 @@ def _register_optional_commands() -> None:
     """Commands living in their own modules (simulate, exact, timing, ...), added when present."""
     import importlib
 
-    for module, attr in (("snn_deploy.cli_simulate", "simulate_command"),):
+    for module, attr in (
+        ("snn_deploy.cli_simulate", "simulate_command"),
+        ("snn_deploy.cli_exact", "exact_command"),
+        ("snn_deploy.cli_exact", "timing_command"),
+    ):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

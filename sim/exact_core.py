@@ -37,6 +37,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from snn_deploy.errors import SnnDeployError
 
 F64 = jnp.float64

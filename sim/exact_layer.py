@@ -28,6 +28,7 @@ from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+
 from snn_deploy.sim.exact_core import (
     F64,
     Coef,
@@ -41,6 +42,32 @@ from snn_deploy.sim.exact_core import (
     voltage,
     x64,
 )
+from snn_deploy.sim.exact_ff import run_delta, run_pulse
+
+Engine = Literal["auto", "sequential", "restart"]
+
+
+def pick_engine(engine: Engine, p: Neuron, w_rec: Any, max_spike_steps: int | None) -> str:
+    """Resolve ``engine``: ``"restart"`` (:mod:`snn_deploy.sim.exact_ff`, one round per spike of a neuron; fast)
+    needs a feed-forward layer (no ``w_rec``) with reset ``hard``/``subtract``; ``"sequential"`` (one scan step per
+    input event and per spike) handles everything. ``"auto"`` takes restart where it applies, unless an explicit
+    ``max_spike_steps`` budget (a sequential-engine setting) is given. Both give the same spikes.
+
+    Raises:
+        ExactSolverError: ``engine="restart"`` requested for a layer it does not cover.
+    """
+    ok = w_rec is None and p.reset in ("hard", "subtract")
+    if engine == "restart" and not ok:
+        raise ExactSolverError(
+            "the restart engine needs a feed-forward layer with reset 'hard' or 'subtract'",
+            param="engine",
+            fix="use engine='sequential' (or 'auto') for recurrent layers and reset='none'",
+        )
+    if engine not in ("auto", "sequential", "restart"):
+        raise ExactSolverError(f"unknown engine {engine!r}", fix="use 'auto', 'sequential' or 'restart'")
+    if engine == "auto":
+        return "restart" if ok and max_spike_steps is None else "sequential"
+    return engine
 
 
 class SpikeTrain(NamedTuple):
@@ -195,6 +222,7 @@ def _run(
     i0: jax.Array,
     t_start: jax.Array,
     kind: str,
+    x0: jax.Array | None = None,
 ) -> SpikeTrain:
     c = coef(p, n)
     reset = {"hard": 0, "subtract": 1, "none": 2}[p.reset]
@@ -202,7 +230,7 @@ def _run(
         t=jnp.asarray(t_start, F64),
         v=v0,
         i=i0 * c.syn,
-        x=jnp.zeros((n,), F64),
+        x=jnp.zeros((n,), F64) if x0 is None else x0,
         ref=jnp.full((n,), -jnp.inf, F64),
         armed=jnp.ones((n,), bool),
         k=jnp.int32(0),
@@ -246,6 +274,8 @@ def simulate_layer(
     i0: Any = None,
     t_start: Any = 0.0,
     max_spike_steps: int | None = None,
+    engine: Engine = "auto",
+    x_const: Any = None,
 ) -> SpikeTrain:
     """Exact spikes of a layer driven by delta input events (see module docstring for conventions).
 
@@ -254,7 +284,9 @@ def simulate_layer(
         w: [n_in, n] weights. p: neuron parameters. max_out: spike slots per neuron. t_end: end of simulation.
         w_rec: optional [n, n] recurrent weights (zero delay, delta scaling as for inputs).
         v0, i0: initial state (default 0). t_start: initial time (inputs before it are an error of the caller).
-        max_spike_steps: scan steps reserved for output spikes (default n * max_out).
+        max_spike_steps: scan steps reserved for output spikes (default n * max_out); sequential engine only.
+        engine: see :func:`pick_engine`.
+        x_const: optional [n] constant input held for the whole run besides the events (an Affine bias).
     """
     w = jnp.asarray(w, F64)
     if w.ndim != 2:
@@ -269,10 +301,14 @@ def simulate_layer(
             "ev_t and ev_ch must be 1-D with equal shapes", fix="pad both to the same length"
         )
     validate(p)
+    v, i = _init_state(n, v0, i0)
+    if pick_engine(engine, p, w_rec, max_spike_steps) == "restart":
+        t0, te = jnp.asarray(t_start, F64), jnp.asarray(t_end, F64)
+        xc = jnp.zeros((n,), F64) if x_const is None else jnp.broadcast_to(jnp.asarray(x_const, F64), (n,))
+        return SpikeTrain(*run_delta(ev_t, ev_ch, w, p, v, i, t0, te, xc, max_out=max_out))
     inp = {"t": ev_t, "ch": ev_ch, "w": w}
     if w_rec is not None:
         inp["w_rec"] = jnp.asarray(w_rec, F64)
-    v, i = _init_state(n, v0, i0)
     steps = n * max_out if max_spike_steps is None else max_spike_steps
     return _run(
         inp,
@@ -285,6 +321,7 @@ def simulate_layer(
         i0=i,
         t_start=jnp.asarray(t_start, F64),
         kind="delta",
+        x0=None if x_const is None else jnp.broadcast_to(jnp.asarray(x_const, F64), (n,)),
     )
 
 
@@ -302,6 +339,7 @@ def simulate_layer_pulse(
     i0: Any = None,
     t_start: Any = 0.0,
     max_spike_steps: int | None = None,
+    engine: Engine = "auto",
 ) -> SpikeTrain:
     """Exact spikes of a layer driven by pulse input: bin k of ``spikes`` [T, n_in] is the current
     ``spikes[k] @ w`` held over [t_start + k dt, t_start + (k+1) dt). Default t_end = t_start + T dt."""
@@ -318,14 +356,62 @@ def simulate_layer_pulse(
     edges = t0 + jnp.arange(n_bins + 1, dtype=F64) * dt
     x = jnp.concatenate([s @ w, jnp.zeros((1, n), F64)], axis=0)
     validate(p)
+    v, i = _init_state(n, v0, i0)
+    te = edges[-1] if t_end is None else jnp.asarray(t_end, F64)
+    if pick_engine(engine, p, w_rec, max_spike_steps) == "restart":
+        return SpikeTrain(*run_pulse(s, w, edges, p, v, i, te, max_out=max_out))
     inp = {"t": edges, "x": x}
     if w_rec is not None:
         inp["w_rec"] = jnp.asarray(w_rec, F64)
-    v, i = _init_state(n, v0, i0)
-    te = edges[-1] if t_end is None else jnp.asarray(t_end, F64)
     steps = n * max_out if max_spike_steps is None else max_spike_steps
     return _run(
         inp, p, n, max_out=max_out, max_spike_steps=steps, t_end=te, v0=v, i0=i, t_start=t0, kind="pulse"
+    )
+
+
+@x64
+def simulate_layer_piecewise(
+    edges: Any,
+    x: Any,
+    p: Neuron,
+    *,
+    max_out: int,
+    t_end: Any,
+    w_rec: Any = None,
+    v0: Any = None,
+    i0: Any = None,
+    engine: Engine = "auto",
+) -> SpikeTrain:
+    """Exact spikes of a layer driven by a piecewise-constant input: ``x[k]`` ([E, n], already weighted) holds
+    from ``edges[k]`` to ``edges[k+1]`` (``edges`` [E] sorted; the last value holds until ``t_end``); starts at
+    ``edges[0]``. Pulse input with arbitrary switching times (e.g. spikes as pulses of width dt)."""
+    e = jnp.asarray(edges, F64)
+    xx = jnp.asarray(x, F64)
+    if e.ndim != 1 or xx.ndim != 2 or xx.shape[0] != e.shape[0]:
+        raise ExactSolverError(
+            f"edges {e.shape} and x {xx.shape} must be [E] and [E, n]", fix="one input row per edge"
+        )
+    n = xx.shape[1]
+    validate(p)
+    v, i = _init_state(n, v0, i0)
+    te = jnp.asarray(t_end, F64)
+    if pick_engine(engine, p, w_rec, None) == "restart":
+        eye = jnp.eye(n, dtype=F64)
+        return SpikeTrain(*run_pulse(xx[:-1], eye, e, p, v, i, te, max_out=max_out, x_last=xx[-1]))
+    inp = {"t": e, "x": xx}
+    if w_rec is not None:
+        inp["w_rec"] = jnp.asarray(w_rec, F64)
+    return _run(
+        inp,
+        p,
+        n,
+        max_out=max_out,
+        max_spike_steps=n * max_out + e.shape[0],
+        t_end=te,
+        v0=v,
+        i0=i,
+        t_start=e[0],
+        kind="pulse",
     )
 
 

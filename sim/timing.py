@@ -27,6 +27,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from snn_deploy.sim.exact_core import (
     F64,
     ExactSolverError,
@@ -169,7 +170,8 @@ def _scan_ticks(
         span = tt - t
         vmax = jnp.maximum(vmax, _max_on_segment(seg, jnp.broadcast_to(span, v.shape)))
         cr = next_crossing(seg, jnp.broadcast_to(tt, v.shape), armed)
-        fj = forced[jnp.clip(j, 0, forced.shape[0] - 1)] & (j >= 0) & (j < forced.shape[0])
+        n_f = forced[jnp.clip(j, 0, forced.shape[0] - 1)] * ((j >= 0) & (j < forced.shape[0]))
+        fj = n_f > 0
         t_first = jnp.where(cr.has & ~jnp.isfinite(t_first), cr.t, t_first)
         v_end, i_end = voltage(span, seg), current(span, seg)
         if at_crossing:
@@ -188,7 +190,12 @@ def _scan_ticks(
         out = (edge, j, vmax, t_first, v_end)
         # interval edge: forced reset at step end, clear the first-crossing record, start the next interval
         rst = edge & fj
-        v_n = jnp.where(rst & ~done_reset, c.v_reset, v_end)
+        if (
+            p.reset == "subtract"
+        ):  # discrete subtractive reset keeps the overshoot: V -= count (v_th - v_reset)
+            v_n = jnp.where(rst & ~done_reset, v_end - n_f * (c.v_th - c.v_reset), v_end)
+        else:
+            v_n = jnp.where(rst & ~done_reset, c.v_reset, v_end)
         t_first = jnp.where(rst, jnp.inf, t_first)
         armed = jnp.where(rst, True, armed | (v_n < c.v_th))
         vmax = jnp.where(edge, -jnp.inf, vmax)
@@ -227,7 +234,7 @@ def teacher_forced(
     p: Neuron,
     conv: StepConvention,
     *,
-    tol_v: float,
+    tol_v: float | np.ndarray,
     ev: tuple[Any, Any] | None = None,
     pulse: Any = None,
 ) -> TimingReport:
@@ -236,7 +243,8 @@ def teacher_forced(
     Args:
         emu: [T, n] emulator spike raster (counts > 0 mean a spike; T steps). w: [n_in, n] weights.
         p: exact neuron parameters (v0 = 0, I0 = 0 at conv.t0). conv: step convention. tol_v: voltage error bound
-            of the emulator (see :func:`voltage_error_bound`).
+            of the emulator (see :func:`voltage_error_bound`): a scalar, or [T, n] per step and neuron (a
+            trajectory-dependent bound; rows past T repeat the last one).
         ev: delta input (ev_t, ev_ch) or pulse: [T_in, n_in] counts in bins of conv.dt starting at conv.t0.
     """
     validate(p)
@@ -251,9 +259,9 @@ def teacher_forced(
     steps, neurons = np.nonzero(emu > 0)
     j_claim = conv.interval(steps)
     n_int = int(max(n_steps, (j_claim.max() + 1) if j_claim.size else 0))
-    forced = np.zeros((n_int, n), bool)
+    forced = np.zeros((n_int, n), np.float64)  # spikes per step (multi-spike emulators subtract per spike)
     ok = (j_claim >= 0) & (j_claim < n_int)
-    forced[j_claim[ok], neurons[ok]] = True
+    forced[j_claim[ok], neurons[ok]] = emu[steps[ok], neurons[ok]]
     edges = conv.t0 + np.arange(n_int + 1) * conv.dt
     # tick list: edge j closes interval j-1 (the first edge only opens interval 0)
     kinds = [np.zeros(n_int + 1, np.int32)]
@@ -291,9 +299,12 @@ def teacher_forced(
     sel = jj >= 0  # the first edge opens interval 0 and closes nothing
     vmax_i = np.asarray(vmax)[edge][sel]  # [n_int, n]
     tfirst_i = np.asarray(t_first)[edge][sel]
+    tol = np.asarray(tol_v, np.float64)
+    if tol.ndim == 2:
+        tol = np.concatenate([tol, np.repeat(tol[-1:], max(n_int - tol.shape[0], 0), axis=0)])[:n_int]
     return _classify(
         conv,
-        tol_v,
+        np.broadcast_to(tol, (n_int, n)),
         np.broadcast_to(np.asarray(coef(p, n).v_th), (n,)),
         steps,
         neurons,
@@ -312,7 +323,7 @@ def _interval_of(t: np.ndarray, conv: StepConvention) -> np.ndarray:
 
 def _classify(
     conv: StepConvention,
-    tol_v: float,
+    tol: np.ndarray,
     v_th: np.ndarray,
     steps: np.ndarray,
     neurons: np.ndarray,
@@ -335,12 +346,12 @@ def _classify(
         if jx == j:
             rows.append((nn, s, j, te, 0.0, 0.0, margin, np.nan, "match"))
         elif not np.isfinite(te) or jx > j:  # emulator early (exact did not cross by the end of interval j)
-            lab = "marginal" if margin < tol_v else "unexplained"
+            lab = "marginal" if margin < tol[j, nn] else "unexplained"
             res = float(j - jx) if np.isfinite(jx) else np.nan  # nan: no exact crossing before the reset
             rows.append((nn, s, j, te, res, te - a if np.isfinite(te) else np.nan, margin, np.nan, lab))
         else:  # emulator late: exact crossed in an earlier interval jx
             over = float(np.max(vmax[int(jx) : j, nn]) - v_th[nn])
-            lab = "marginal" if over < tol_v else "unexplained"
+            lab = "marginal" if over < np.max(tol[int(jx) : j + 1, nn]) else "unexplained"
             rows.append((nn, s, j, te, float(j - jx), te - b, margin, over, lab))
     # missed: exact crossing after the neuron's last forced reset
     for nn in np.nonzero(np.isfinite(t_left))[0]:
@@ -358,7 +369,7 @@ def _classify(
                 np.nan,
                 np.nan,
                 over,
-                "marginal" if over < tol_v else "unexplained",
+                "marginal" if over < np.max(tol[jx:, nn]) else "unexplained",
             )
         )
     cols = list(zip(*rows, strict=True)) if rows else [[] for _ in range(9)]
@@ -368,7 +379,7 @@ def _classify(
     del forced
     return TimingReport(
         conv,
-        float(tol_v),
+        float(np.max(tol)) if tol.size else 0.0,
         np.asarray(cols[0], int),
         np.asarray(cols[1], int),
         np.asarray(cols[2], float),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from snn_deploy.sim import exact_closed as cf
 from snn_deploy.sim.exact import (
     IF,
@@ -170,7 +171,7 @@ def test_layer_vs_independent_loop(seed, ratio):
     ev_ch = rng.integers(0, n_in, n_ev).astype(np.int32)
     w = rng.normal(0.1, 0.25, (n_in, n))
     tau_s = 0.5
-    tr = simulate_layer(ev_t, ev_ch, w, CubaLIF(ratio * tau_s, tau_s, v_th=1.0), max_out=64, t_end=4.0)
+    tr = simulate_layer(ev_t, ev_ch, w, CubaLIF(ratio * tau_s, tau_s, v_th=1.0), max_out=256, t_end=4.0)
     ref = _reference_layer(ev_t, ev_ch, w, ratio * tau_s, tau_s, 1.0, 4.0)
     assert not bool(tr.truncated) and not bool(tr.overflow.any())
     for nn in range(n):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from snn_deploy.sim.exact import LIF, ExactSolverError
 from snn_deploy.sim.timing import StepConvention, teacher_forced, voltage_error_bound
 
