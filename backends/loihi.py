@@ -239,7 +239,7 @@ def deploy(
     **_: Any,
 ) -> dict:
     """Lower, write ``network.net``, read it back as Lava would, emulate, compare, write the directory atomically."""
-    from snn_deploy.report import loihi_report, reset_approximation
+    from snn_deploy.report import loihi_report, reset_approximation, timing_report
 
     inputs, source = _inputs(graph, calibration)
     lowering = lower(graph, allow_approximate=allow_approximate)
@@ -250,6 +250,8 @@ def deploy(
         report = loihi_report(graph, lowering, net, meta, inputs, source, model_path)
         if (effect := reset_approximation(graph, inputs, "zero")) is not None:
             report["warnings"].append(effect)
+        if calibration is not None:
+            report["timing"] = timing_report(graph, "loihi2", lowering, inputs)
         hashes = write_files(tmp, {"loihi.json": json_bytes(meta)})
         from snn_deploy.artefact import sha256
 

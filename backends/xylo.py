@@ -147,7 +147,7 @@ def deploy(
     **_: Any,
 ) -> dict:
     """Lower, emulate, compare with the float reference, and write the artefact directory atomically."""
-    from snn_deploy.report import reset_approximation, xylo_report
+    from snn_deploy.report import reset_approximation, timing_report, xylo_report
 
     variant = XYLO_TARGETS[target]
     inputs, input_source = _inputs(graph, calibration)
@@ -159,6 +159,8 @@ def deploy(
     report = xylo_report(graph, lowering, meta, inputs, input_source, model_path)
     if (effect := reset_approximation(graph, inputs, "subtract")) is not None:
         report["warnings"].append(effect)
+    if calibration is not None:
+        report["timing"] = timing_report(graph, "xylo", lowering, inputs)
     files = {"spec.npz": npz_bytes(spec_arrays(lowering.spec)), "xylo.json": json_bytes(meta)}
     files.update(_samna_files(lowering.spec))
     with atomic_directory(out_dir) as tmp:

@@ -255,6 +255,12 @@ def print_summary(report: dict, console) -> None:
         )
     console.print(lay)
     console.print(f"agreement input: {agree['input']}")
+    if "timing" in report:
+        t = report["timing"]
+        console.print(
+            f"timing vs the event-exact model ({t['samples_checked']} calibration samples): {t['spikes']} spikes, "
+            f"{t['matched']} matched, {t['marginal']} marginal, {t['unexplained']} unexplained, {t['missed']} missed"
+        )
     for w in report["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {w}")
 
@@ -339,3 +345,19 @@ def reset_approximation(graph, inputs: np.ndarray, native: str) -> str | None:
         f"output spikes by overlap {agree['overlap']:.3f}, count correlation {agree['count_corr']:.3f}, "
         f"readout argmax agreement {argmax_agreement(a, b):.3f}"
     )
+
+
+#: calibration samples the timing check runs on (the exact solver costs seconds per sample on a CPU)
+TIMING_SAMPLES = 4
+
+
+def timing_report(graph, target: str, lowering, inputs: np.ndarray) -> dict:
+    """The report's timing section: the emulator's spike steps against the event-exact model, teacher-forced, each
+    mismatch classified marginal or unexplained (:func:`snn_deploy.sim.timing_graph.timing_section`), on the first
+    :data:`TIMING_SAMPLES` calibration samples."""
+    from snn_deploy.sim.timing_graph import timing_section
+
+    n = min(TIMING_SAMPLES, inputs.shape[0])
+    section = timing_section(graph, target, lowering, inputs[:n])
+    section["samples_checked"] = n
+    return json.loads(json.dumps(section, default=_plain))

@@ -215,3 +215,22 @@ def test_unknown_target(tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(errors.SnnDeployError, match="no target named"):
             get_target("spinnaker9")
+
+
+def test_calibration_sets_scales_and_adds_timing_section(tmp_path):
+    path = net(tmp_path, rec=False)
+    x = (np.random.default_rng(5).random((3, 80, 10)) < 0.15).astype(np.int32)
+    np.savez(tmp_path / "cal.npz", input=x)
+    report = deploy(path, tmp_path / "c.xylo", calibration=str(tmp_path / "cal.npz"))
+    validate(report)
+    assert report["agreement"]["input"].startswith("calibration file")
+    timing = report["timing"]
+    assert timing["samples_checked"] == 3 and timing["spikes"] > 0
+    # every observed spike and every missed one gets exactly one label
+    assert (
+        timing["matched"] + timing["marginal"] + timing["unexplained"] == timing["spikes"] + timing["missed"]
+    )
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, input=np.full((10, 10), 0.5))
+    with pytest.raises(errors.InputError, match="integer spike counts"):
+        deploy(path, tmp_path / "d.xylo", calibration=str(bad))
