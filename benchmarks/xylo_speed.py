@@ -11,19 +11,26 @@ has no batch axis; record=False), the emulator runs batches of 1, 64 and 256 sam
 benchmarked samples (the script exits with status 1 on any mismatch). Throughput is sample-steps per second;
 XyloSim's rate is per sample and is extrapolated linearly (it is single-threaded and has no batch).
 
+XLA settings, set here explicitly and printed: ``--host-devices N`` (default: the number of CPU cores) sets
+``XLA_FLAGS=--xla_force_host_platform_device_count=N``, so the emulator shards the batch over N CPU devices (one
+thread each; :func:`snn_deploy.sim.xylo.evolve` splits the batch over all local devices). ``--host-devices 1``
+gives the single-device numbers. The load average is printed before and after, since other processes on the
+machine slow both simulators (XyloSim, single-threaded, less so).
+
 Run: ``python benchmarks/xylo_speed.py`` (about a minute on 2 CPU cores); ``--help`` for options.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
-from snn_deploy.sim.xylo import XyloSpec, evolve
+
+from snn_deploy.sim.xylo_spec import XyloSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from xylo_ref import make_reference, reference_available  # noqa: E402
@@ -59,6 +66,10 @@ def best_time(fn, repeats: int) -> float:
     return best
 
 
+def _load() -> str:
+    return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=500, help="time steps per sample")
@@ -67,13 +78,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--delivery", choices=["auto", "exact"], default="auto")
     ap.add_argument("--activity", nargs="+", choices=list(ACTIVITY), default=list(ACTIVITY))
+    ap.add_argument(
+        "--host-devices",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="XLA CPU devices the batch is sharded over (sets --xla_force_host_platform_device_count)",
+    )
     args = ap.parse_args(argv)
+    # before anything initialises a JAX backend (importing jax alone does not)
+    flag = f"--xla_force_host_platform_device_count={args.host_devices}"
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     ok, why = reference_available()
     if not ok:
         print(f"XyloSim unavailable: {why}")
         return 2
+    import jax  # noqa: PLC0415
+
+    from snn_deploy.sim.xylo import evolve  # noqa: PLC0415
+
+    if jax.default_backend() == "cpu" and jax.local_device_count() != args.host_devices:
+        print(
+            f"warning: {jax.local_device_count()} CPU devices, not {args.host_devices} (backend started early)"
+        )
     print(
-        f"JAX {jax.__version__} on {jax.devices()[0].platform}; {args.steps} steps/sample; delivery={args.delivery}"
+        f"JAX {jax.__version__} on {jax.devices()[0].platform} x{jax.local_device_count()}; "
+        f"XLA_FLAGS={os.environ['XLA_FLAGS']!r}; {args.steps} steps/sample; delivery={args.delivery}; {_load()}"
     )
     rng = np.random.default_rng(1)
     n_max = max(max(args.batches), args.ref_samples)
@@ -132,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         ratios = " ".join(f"{r / rate_ref:>9.1f}x" for r in rates)
         print(f"{'':>9} {'':>8} {'ratio':>10} {ratios}")
     print("bit-exact on all benchmarked samples" if not failed else "BIT-EXACTNESS FAILED")
+    print(_load())
     return 1 if failed else 0
 
 

@@ -21,10 +21,14 @@ Records (``record=True``) equal XyloSim's: ``Vmem``, ``Isyn``, ``Isyn2`` (omitte
 Rockpool's IMU wrapper), ``Spikes`` (hidden counts incl. aliases), ``Vmem_out``, ``Isyn_out``; each (T, N) for one
 sample or (B, T, N) for a batch; Isyn after decay, Vmem after reset. Arrays are int32 (XyloSim returns int64).
 
-Delivery modes: ``"exact"`` always composes the clamp maps (xylo.md 4.2); ``"auto"`` (default) adds the sums
-directly when interval bounds prove no intermediate add can saturate for the whole batch in that step (a cheap
-per-sample bound first, then a per-target bound), and falls back to the exact composition otherwise. Both are
-bit-exact; ``auto`` is faster when saturation is rare.
+Delivery modes (both bit-exact; xylo.md 4): ``"exact"`` folds every (sample, target) pair in source order.
+``"auto"`` (default) adds plain sums, computed with an exact float GEMM (:func:`.xylo_ops.count_dot`), wherever
+interval bounds prove that no partial sum can leave int16 (tier 1: a per-sample O(B*P) bound; tier 2: the exact
+per-pair sum of positive increments), and folds only the targets with a risky sample exactly (gathered columns,
+a few static sizes), or everything when most targets are risky. The fold visits only sources that spike.
+
+Batches are split over all local JAX devices (``jax.shard_map``, parameters replicated); on CPU, run with
+``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` to use every core (``benchmarks/xylo_speed.py``).
 """
 
 from __future__ import annotations
@@ -38,17 +42,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import Mesh, PartitionSpec
+
 from snn_deploy.sim.xylo_ops import (
     I16_MAX,
     I16_MIN,
     clamp16,
+    count_dot,
     decayed,
     fire,
-    fold_scan,
     fold_tree,
-    int8_dot,
     membrane,
-    wrap16,
 )
 from snn_deploy.sim.xylo_spec import (
     VARIANTS,
@@ -74,6 +78,7 @@ __all__ = [
 
 MAX_IN_SPIKES = 15  # MAX_NUM_INP_SPIKES (XyloIAFNeuron.h): input counts are capped, not wrapped
 MAX_SPIKES = 31  # MAX_NUM_SPIKES: hidden counts per step
+MAX_OUT_SPIKES = 1  # MAX_NUM_OUT_SPIKES: readout spikes per step
 OutputMode = Literal["Spike", "Vmem", "Isyn"]
 Delivery = Literal["auto", "exact"]
 ExactImpl = Literal["scan", "tree"]
@@ -113,32 +118,35 @@ def initial_state(spec: XyloSpec, batch_size: int | None = None) -> XyloState:
 
 
 class _Params(NamedTuple):
-    """Device arrays derived from a spec (see :func:`_prepare`)."""
+    """Device arrays derived from a spec (see :func:`_prepare`).
 
-    w_in: jax.Array  # (Nin, 2Nh) int8 raw effective weights, target index syn*Nh + post
-    w_rec: jax.Array  # (Nh, 2Nh) int8
-    w_out: jax.Array  # (Nh, Nout) int8, zero rows for hidden 0..Nh-OEN-1
-    w_in_pos: jax.Array  # positive parts, for the per-target no-saturation bound
-    w_rec_pos: jax.Array
-    w_out_pos: jax.Array
-    bound_in: jax.Array  # (2, Nin) int32: per-source max positive and min negative raw weight
-    bound_rec: jax.Array  # (2, Nh)
-    bound_out: jax.Array  # (2, Nh)
-    shifts: jax.Array  # (3,) int32 left shifts for in / rec / out (after the int8 wrap, see _raw_effective)
-    dash_syn: jax.Array  # (2Nh,)
-    dash_mem: jax.Array
-    thr: jax.Array
-    bias: jax.Array
-    dash_syn_out: jax.Array
-    dash_mem_out: jax.Array
-    thr_out: jax.Array
-    bias_out: jax.Array
+    Delivery targets are the U = 2*Nh + Nout synaptic states in the order hidden synapse 1 (Nh), hidden synapse 2
+    (Nh), readout (Nout); sources are the P = Nin + Nh spike counts in delivery order (inputs, then hidden). The
+    readout columns of the input block are zero (inputs do not reach the readout), which leaves the ordered
+    saturating fold unchanged: adding 0 to an in-range state is the identity.
+    """
+
+    w_in: jax.Array  # (Nin, U) int8 raw effective weights (see _raw_effective)
+    w_rec: jax.Array  # (Nh, U) the same for hidden sources (recurrent and readout columns)
+    w_in2: jax.Array  # [w_in | max(w_in, 0)] (the positive part of r << s is max(r, 0) << s)
+    w_rec2: jax.Array  # [w_rec | max(w_rec, 0)]
+    shift_in: jax.Array  # (U,) int32 left shift of each input-block column (IWBS)
+    shift_rec: jax.Array  # (U,) int32: RWBS for hidden columns, OWBS for readout columns
+    src_max: jax.Array  # (P,) int32: per source, the largest positive effective weight (0 if none)
+    src_min: jax.Array  # (P,) int32: per source, the most negative effective weight (0 if none)
+    w_eff: jax.Array  # (P, U) int32 effective weights wrap16(w << shift), for the exact ordered fold
+    dash_syn: jax.Array  # (U,) synaptic dashes: syn 1, syn 2, readout
+    dash_mem: jax.Array  # (Nh + Nout,) neurons: hidden then readout
+    thr: jax.Array  # (Nh + Nout,)
+    bias: jax.Array  # (Nh + Nout,) zeros when has_bias is false (adding 0 is then a no-op)
+    max_spikes: jax.Array  # (Nh + Nout,): 31 (MAX_NUM_SPIKES) for hidden, 1 (MAX_NUM_OUT_SPIKES) for readout
     fwd_src: jax.Array  # alias edges s -> a with a > s (act in the same step, propagate)
     fwd_dst: jax.Array
     bwd_src: jax.Array  # alias edges with a <= s (land after the target evolved, do not propagate)
     bwd_dst: jax.Array
-    fwd_depth: jax.Array  # longest forward alias chain (Jacobi iterations needed)
-    nonpos_thr: jax.Array  # bool: some hidden threshold <= 0 (needs the exact spike loop)
+    fwd_depth: jax.Array  # longest forward alias chain (Jacobi iterations needed; 0 without forward aliases)
+    has_bwd: jax.Array  # bool: some backward or self alias exists
+    nonpos_thr: jax.Array  # bool: some threshold <= 0 (hidden or readout; needs the exact spike loop)
 
 
 @dataclass(frozen=True)
@@ -190,17 +198,23 @@ def _pad_edges(src: np.ndarray, dst: np.ndarray, n_h: int) -> tuple[np.ndarray, 
 
 
 def _prepare(spec: XyloSpec) -> _Params:
-    nh, no = spec.n_hidden, spec.n_out
-    w_in = np.zeros((spec.n_in, 2, nh), np.int64)
+    nh, no, n_in = spec.n_hidden, spec.n_out, spec.n_in
+    s_in, s_rec, s_out = (
+        min(s, 16) for s in (spec.weight_shift_in, spec.weight_shift_rec, spec.weight_shift_out)
+    )
+    # raw int8 weights per block, targets [syn1 0..Nh-1 | syn2 0..Nh-1 | readout 0..No-1]
+    r_in = np.zeros((n_in, 2 * nh + no), np.int8)
+    w_in = np.zeros((n_in, 2, nh), np.int64)
     w_in[:, :, : spec.ien] = spec.weights_in.transpose(0, 2, 1)  # column j targets hidden j (IEN <= Nh)
-    w_in = _raw_effective(w_in.reshape(spec.n_in, 2 * nh), spec.weight_shift_in)
-    w_rec = _raw_effective(spec.weights_rec.transpose(0, 2, 1).reshape(nh, 2 * nh), spec.weight_shift_rec)
+    r_in[:, : 2 * nh] = _raw_effective(w_in.reshape(n_in, 2 * nh), s_in)
+    r_rec = np.zeros((nh, 2 * nh + no), np.int8)
+    r_rec[:, : 2 * nh] = _raw_effective(spec.weights_rec.transpose(0, 2, 1).reshape(nh, 2 * nh), s_rec)
     w_out = np.zeros((nh, no), np.int64)
     w_out[nh - spec.oen :] = spec.weights_out  # row k of weights_out = hidden Nh-OEN+k
-    w_out = _raw_effective(w_out, spec.weight_shift_out)
-
-    def bound(w: np.ndarray) -> np.ndarray:
-        return np.stack([np.maximum(w, 0).max(axis=1), np.minimum(w, 0).min(axis=1)]).astype(np.int32)
+    r_rec[:, 2 * nh :] = _raw_effective(w_out, s_out)
+    col_shift_rec = np.r_[np.full(2 * nh, s_rec), np.full(no, s_out)]
+    # r << s == wrap16(w << s) fits int16, so the effective weights are exact in int32
+    w_eff = np.concatenate([r_in.astype(np.int32) << s_in, r_rec.astype(np.int32) << col_shift_rec])
 
     src = np.array([s for s, t in enumerate(spec.aliases) for _ in t], np.int32)
     dst = np.array([a for t in spec.aliases for a in t], np.int32)
@@ -208,34 +222,30 @@ def _prepare(spec: XyloSpec) -> _Params:
     depth = _forward_depth(nh, src[fwd], dst[fwd])
     fwd_src, fwd_dst = _pad_edges(src[fwd], dst[fwd], nh)
     bwd_src, bwd_dst = _pad_edges(src[~fwd], dst[~fwd], nh)
+    thr = np.concatenate([spec.threshold, spec.threshold_out])
     i32 = functools.partial(jnp.asarray, dtype=jnp.int32)
     return _Params(
-        w_in=jnp.asarray(w_in),
-        w_rec=jnp.asarray(w_rec),
-        w_out=jnp.asarray(w_out),
-        w_in_pos=jnp.asarray(np.maximum(w_in, 0)),
-        w_rec_pos=jnp.asarray(np.maximum(w_rec, 0)),
-        w_out_pos=jnp.asarray(np.maximum(w_out, 0)),
-        bound_in=i32(bound(w_in)),
-        bound_rec=i32(bound(w_rec)),
-        bound_out=i32(bound(w_out)),
-        shifts=i32(
-            [min(s, 16) for s in (spec.weight_shift_in, spec.weight_shift_rec, spec.weight_shift_out)]
-        ),
-        dash_syn=i32(np.concatenate([spec.dash_syn, spec.dash_syn_2])),
-        dash_mem=i32(spec.dash_mem),
-        thr=i32(spec.threshold),
-        bias=i32(spec.bias),
-        dash_syn_out=i32(spec.dash_syn_out),
-        dash_mem_out=i32(spec.dash_mem_out),
-        thr_out=i32(spec.threshold_out),
-        bias_out=i32(spec.bias_out),
+        w_in=jnp.asarray(r_in),
+        w_rec=jnp.asarray(r_rec),
+        w_in2=jnp.asarray(np.concatenate([r_in, np.maximum(r_in, 0)], axis=1)),
+        w_rec2=jnp.asarray(np.concatenate([r_rec, np.maximum(r_rec, 0)], axis=1)),
+        shift_in=i32(np.full(2 * nh + no, s_in)),
+        shift_rec=i32(col_shift_rec),
+        src_max=i32(np.maximum(w_eff, 0).max(axis=1)),
+        src_min=i32(np.minimum(w_eff, 0).min(axis=1)),
+        w_eff=i32(w_eff),
+        dash_syn=i32(np.concatenate([spec.dash_syn, spec.dash_syn_2, spec.dash_syn_out])),
+        dash_mem=i32(np.concatenate([spec.dash_mem, spec.dash_mem_out])),
+        thr=i32(thr),
+        bias=i32(np.concatenate([spec.bias, spec.bias_out])),
+        max_spikes=i32(np.r_[np.full(nh, MAX_SPIKES), np.full(no, MAX_OUT_SPIKES)]),
         fwd_src=i32(fwd_src),
         fwd_dst=i32(fwd_dst),
         bwd_src=i32(bwd_src),
         bwd_dst=i32(bwd_dst),
         fwd_depth=i32(depth),
-        nonpos_thr=jnp.asarray(bool((spec.threshold <= 0).any())),
+        has_bwd=jnp.asarray(bool((~fwd).any())),
+        nonpos_thr=jnp.asarray(bool((thr <= 0).any())),
     )
 
 
@@ -248,165 +258,246 @@ def _params(spec: XyloSpec) -> _Params:
     return _PARAM_CACHE[spec]
 
 
-# --- one step --------------------------------------------------------------------------------------------------
+# --- delivery ---------------------------------------------------------------------------------------------------
+
+_FOLD_GROUP = 8  # sources per iteration of the exact fold on CPU (manual unrolling, same arithmetic)
 
 
-class _Block(NamedTuple):
-    """One source block of a delivery: counts (B, P) int8, raw weights and positive parts (P, T) int8,
-    per-source bounds (2, P) int32, and the block's left shift."""
+def _fold(st: _Static, x: jax.Array, counts_t: jax.Array, w: jax.Array) -> jax.Array:
+    """Exact ordered saturating delivery (xylo.md 4.1): x (B, T) states, counts_t (P, B) int32, w (P, T) int32
+    effective weights; returns ``clamp16(... clamp16(x + n_0 w_0) ... + n_{P-1} w_{P-1})`` per (sample, target).
 
-    counts: jax.Array
-    w: jax.Array
-    w_pos: jax.Array
-    bound: jax.Array
-    shift: jax.Array
-
-
-def _fold_all(st: _Static, x: jax.Array, counts: jax.Array, w_eff: jax.Array) -> jax.Array:
-    """Exact ordered delivery for the whole batch: x (B, T), counts (B, P) int32, w_eff (P, T) int32."""
+    ``"scan"`` (CPU) visits only the sources that spike in some sample of the batch, in index order: a source
+    with n = 0 everywhere adds 0, and ``clamp16(y + 0) = y`` for in-range y, so skipping it changes nothing.
+    The visited list is padded with an all-zero source to a multiple of ``_FOLD_GROUP``.
+    """
     if st.exact_impl == "scan":
-        c_t = counts.T
+        n_src = w.shape[0]
+        active = jnp.any(counts_t > 0, axis=1)
+        (order,) = jnp.nonzero(active, size=n_src, fill_value=n_src)  # active sources first, in index order
+        c_pad = jnp.concatenate(
+            [counts_t, jnp.zeros((1, counts_t.shape[1]), counts_t.dtype)]
+        )  # row P: no spikes
+        w_pad = jnp.concatenate([w, jnp.zeros((1, w.shape[1]), w.dtype)])
+        order = jnp.concatenate([order, jnp.full(_FOLD_GROUP, n_src, order.dtype)])
 
-        def body(p, y):
-            return clamp16(y + c_t[p][:, None] * w_eff[p][None, :])  # one safe_add per source, in order
+        def body(i, y):
+            for j in range(_FOLD_GROUP):
+                q = order[i * _FOLD_GROUP + j]
+                y = clamp16(y + c_pad[q][:, None] * w_pad[q][None, :])  # one safe_add per source, in order
+            return y
 
-        return lax.fori_loop(0, w_eff.shape[0], body, x, unroll=1)
-    # lax.map in chunks bounds the (P, T) temporaries of the tree to _EXACT_CHUNK_ELEMENTS per chunk
-    chunk = max(1, _EXACT_CHUNK_ELEMENTS // max(1, w_eff.size))
-    return lax.map(lambda xc: fold_tree(xc[0], xc[1][:, None] * w_eff), (x, counts), batch_size=chunk)
+        n_iter = (jnp.sum(active) + _FOLD_GROUP - 1) // _FOLD_GROUP
+        return lax.fori_loop(0, n_iter, body, x)
+    # clamp-map tree (xylo.md 4.2); lax.map over sample chunks bounds the (P, chunk, T) temporaries
+    chunk = max(1, _EXACT_CHUNK_ELEMENTS // max(1, w.size))
+    return lax.map(lambda xc: fold_tree(xc[0], xc[1][:, None] * w), (x, counts_t.T), batch_size=chunk)
 
 
-def _fold_pairs(st: _Static, x: jax.Array, a: jax.Array) -> jax.Array:
-    """Exact ordered delivery for K gathered (sample, target) pairs: x (K,), a (P, K) increments."""
-    return fold_scan(x, a) if st.exact_impl == "scan" else fold_tree(x, a)
+def _compact_sizes(n_targets: int) -> tuple[int, ...]:
+    """Static column counts of the compacted exact paths: about U/32, U/8 and U/2 (distinct, below U)."""
+    return tuple(sorted({max(1, n_targets >> s) for s in (5, 3, 1)} - {n_targets}))
 
 
-def _deliver(
-    st: _Static, x: jax.Array, blocks: list[_Block], w_eff: jax.Array, w_eff_t: jax.Array
+def _deliver(p: _Params, st: _Static, x: jax.Array, n_in: jax.Array, n_rec: jax.Array) -> jax.Array:
+    """Ordered saturating delivery of one step for a batch: x (B, U) synaptic states before delivery (hidden
+    synapse 1, synapse 2, readout), n_in (B, Nin) and n_rec (B, Nh) int8 counts; returns the new (B, U) states.
+
+    ``"exact"`` folds every (sample, target) pair in source order. ``"auto"`` computes the plain sums
+    ``Σ n (r << s) = (Σ n r) << s`` with an exact GEMM (:func:`count_dot`; |Σ n r| <= 1016 * 31 * 128 and, for
+    s >= 9, |r| <= 2**(15-s), so every value stays below 2**31), which equal the ordered fold wherever no
+    partial sum can leave int16 (then no safe_add clamps). Every partial sum lies between x + (sum of negative
+    increments) and x + (sum of positive ones). Tier 1, O(B*P): per sample, bound those sums with each source's
+    extreme weight over all targets; if every pair passes, the plain sums are returned. Tier 2: the exact
+    per-pair sum of positive increments (a second GEMM) marks the risky pairs; the targets with at least one
+    risky sample are gathered (up to a static number of columns, :func:`_compact_sizes`) and folded exactly for
+    the whole batch, or all pairs are folded when more targets are risky. Every branch is bit-exact.
+    """
+    counts_t = jnp.concatenate([n_in, n_rec], axis=1).astype(jnp.int32).T  # (P, B), delivery order
+    if st.delivery == "exact":
+        return _fold(st, x, counts_t, p.w_eff)
+    up = (p.src_max @ counts_t)[:, None]  # (B, 1) >= the positive part of every pair of the sample
+    down = (p.src_min @ counts_t)[:, None]
+    tier1 = jnp.all((x + up <= I16_MAX) & (x + down >= I16_MIN))
+
+    def plain() -> jax.Array:
+        total = _block_sums(p, n_in, n_rec, p.w_in, p.w_rec)
+        return x + total  # exact: tier 1 proved that no partial sum leaves int16
+
+    return lax.cond(tier1, plain, lambda: _deliver_tier2(p, st, x, n_in, n_rec, counts_t))
+
+
+def _shifted(sums: jax.Array, shift: jax.Array) -> jax.Array:
+    """Per-column left shift of raw sums by the block shift IWBS/RWBS/OWBS, tiled over [r | max(r, 0)].
+
+    ``Σ n (r << s) == (Σ n r) << s``: the C++ weight ``w << shift`` truncated to int16 (XyloLayer.cpp:276) is
+    ``r << s`` exactly (see :func:`_raw_effective`), so shifting the sum afterwards changes nothing.
+    """
+    return jnp.left_shift(sums, jnp.tile(shift, sums.shape[1] // shift.shape[0]))  # < 2**31, see _deliver
+
+
+def _block_sums(
+    p: _Params, n_in: jax.Array, n_rec: jax.Array, w_in: jax.Array, w_rec: jax.Array
 ) -> jax.Array:
-    """Ordered saturating delivery for a batch (xylo.md 4): returns the new (B, T) synaptic state.
+    """``Σ_p n_p (r_p << s)`` per (sample, column): one exact GEMM per weight block (input, hidden)."""
+    return _shifted(count_dot(n_in, w_in), p.shift_in) + _shifted(count_dot(n_rec, w_rec), p.shift_rec)
+
+
+def _deliver_tier2(p: _Params, st: _Static, x, n_in, n_rec, counts_t) -> jax.Array:
+    """Tier 2 of :func:`_deliver`: exact per-pair bounds, then exact folds of the risky targets."""
+    u = x.shape[1]
+    both = _block_sums(p, n_in, n_rec, p.w_in2, p.w_rec2)
+    total, pos = both[:, :u], both[:, u:]
+    risky = jnp.any((x + pos > I16_MAX) | (x + (total - pos) < I16_MIN), axis=0)  # (U,) targets
+    direct = x + total
+    sizes = _compact_sizes(u)
+
+    def compact(k: int):
+        def run() -> jax.Array:
+            # the first k risky columns in index order; padding slots get index u, dropped by the scatter
+            (cols,) = jnp.nonzero(risky, size=k, fill_value=u)
+            safe = jnp.minimum(cols, u - 1)
+            y = _fold(st, x[:, safe], counts_t, p.w_eff[:, safe])
+            return direct.at[:, cols].set(y, mode="drop")
+
+        return run
+
+    n_risky = jnp.sum(risky)
+    branch = jnp.sum(n_risky > jnp.asarray((0, *sizes)))  # 0: none risky, i: fits sizes[i-1], last: all
+    return lax.switch(
+        branch, [lambda: direct, *(compact(k) for k in sizes), lambda: _fold(st, x, counts_t, p.w_eff)]
+    )
+
+
+def _neurons(p: _Params, st: _Static, syn: jax.Array, vmem: jax.Array):
+    """All neurons of a batch after delivery (XyloLayer::evolve_neurons for hidden, then readout).
 
     Args:
-        x: (B, T) state before delivery; blocks: sources in delivery order;
-        w_eff, w_eff_t: the blocks' effective int32 weights ``wrap16(w << shift)`` stacked, (P, T) and (T, P).
+        syn: (B, U) delivered synaptic states (hidden syn 1, syn 2, readout); vmem: (B, Nh + Nout) membranes.
+
+    Returns:
+        (syn after decay, membranes after reset, hidden counts incl. aliases (B, Nh), readout spikes (B, Nout)).
     """
-    b, t = x.shape
-    counts = jnp.concatenate([blk.counts.astype(jnp.int32) for blk in blocks], axis=1)
-    if st.delivery == "exact":
-        return _fold_all(st, x, counts, w_eff)
-    # Σ n * (r << s) = (Σ n * r) << s exactly (int8 x int8 -> int32 dot, then the block's shift).
-    total = sum(jnp.left_shift(int8_dot(blk.counts, blk.w), blk.shift) for blk in blocks)
-
-    def direct() -> jax.Array:
-        return x + total  # proven below: no partial sum leaves int16, so no safe_add clamps and order is moot
-
-    # Tier 1, per sample in O(P): every target's prefix sums lie within x + Σ n*max_t(w+) and x + Σ n*min_t(w-).
-    c32 = [(blk.counts.astype(jnp.int32), blk.bound, blk.shift) for blk in blocks]
-    up = sum(jnp.left_shift(c @ bd[0], s) for c, bd, s in c32)
-    down = sum(jnp.left_shift(c @ bd[1], s) for c, bd, s in c32)
-    ok1 = jnp.all((x + up[:, None] <= I16_MAX) & (x + down[:, None] >= I16_MIN))
-
-    def tier2() -> jax.Array:
-        # Tier 2, per target: the sums of positive and of negative increments bound every prefix. Only the
-        # (sample, target) pairs that fail it ("risky") get the exact ordered fold, k pairs per loop iteration.
-        pos = sum(jnp.left_shift(int8_dot(blk.counts, blk.w_pos), blk.shift) for blk in blocks)
-        risky = ((x + pos > I16_MAX) | (x + (total - pos) < I16_MIN)).reshape(-1)
-        rank = jnp.cumsum(risky) - 1  # position of each risky pair among the risky ones
-        k = max(1, b * t // 32)  # static chunk size of the compacted exact path
-
-        def chunk(j, flat):
-            take = risky & (rank // k == j)
-            idx = (
-                jnp.full(k, b * t, jnp.int32)
-                .at[jnp.where(take, rank % k, k)]
-                .set(jnp.arange(b * t), mode="drop")
-            )
-            # padding slots (index b*t) read pair b*t-1; their results are dropped by the scatter below
-            safe = jnp.minimum(idx, b * t - 1)
-            a = (counts[safe // t] * w_eff_t[safe % t]).T  # (P, k) increments n_p * w'_p of each pair
-            y = _fold_pairs(st, x.reshape(-1)[safe], a)
-            return flat.at[idx].set(y, mode="drop")
-
-        n_chunks = (jnp.sum(risky) + k - 1) // k
-        return lax.fori_loop(0, n_chunks, chunk, direct().reshape(-1)).reshape(b, t)
-
-    return lax.cond(ok1, direct, tier2)
-
-
-def _hidden_update(p: _Params, st: _Static, isyn: jax.Array, vmem: jax.Array):
-    """One sample's hidden neurons after delivery: decay, integrate, spike, aliases (XyloLayer::evolve_neurons)."""
     nh = st.n_h
-    isyn = decayed(isyn, p.dash_syn)  # both synapses decay after delivery, in the same step
-    s = isyn[:nh] + isyn[nh:]  # S = Isyn1 + Isyn2, not saturated (a C++ `long`)
-    v = membrane(vmem, s, p.dash_mem, p.bias, st.version)
-    zeros = jnp.zeros(nh, jnp.int32)
+    syn = decayed(syn, p.dash_syn)  # every synapse decays after delivery, in the same step
+    s = jnp.concatenate([syn[:, :nh] + syn[:, nh : 2 * nh], syn[:, 2 * nh :]], axis=1)  # S = Isyn1 + Isyn2
+    v = membrane(vmem, s, p.dash_mem, p.bias, st.version)  # S is a C++ `long`: not saturated
+
+    def fire_from(n0_hidden: jax.Array) -> tuple[jax.Array, jax.Array]:
+        n0 = jnp.pad(n0_hidden, ((0, 0), (0, v.shape[1] - nh)))  # readout neurons start from n0 = 0
+        return fire(v, p.thr, n0, p.max_spikes, p.nonpos_thr)
+
+    def scatter(total: jax.Array, src: jax.Array, dst: jax.Array) -> jax.Array:
+        # Σ over edges s -> a of total[s], per target a; padding edges (dst = Nh) are dropped
+        return jnp.zeros_like(total).at[:, dst].add(total[:, src], mode="drop")
 
     # Forward aliases (a > s) fill a's buffer before a evolves and propagate along chains; buffer adds are
     # `min(buf + n, 31)`, all non-negative, so a target's n0 is min(31, Σ totals of its sources). Jacobi
     # iteration over the DAG reaches the sequential result after `depth` rounds (0 rounds without aliases).
     def jacobi(_, n0_):
-        total, _v = fire(v, p.thr, n0_, MAX_SPIKES, p.nonpos_thr)
-        return jnp.minimum(zeros.at[p.fwd_dst].add(total[p.fwd_src], mode="drop"), MAX_SPIKES)  # alias cap
+        total = fire_from(n0_)[0][:, :nh]
+        return jnp.minimum(scatter(total, p.fwd_src, p.fwd_dst), MAX_SPIKES)  # alias buffer cap 31
 
-    n0 = lax.fori_loop(0, p.fwd_depth, jacobi, zeros)
-    total, v = fire(v, p.thr, n0, MAX_SPIKES, p.nonpos_thr)
+    n0 = lax.fori_loop(0, p.fwd_depth, jacobi, jnp.zeros((v.shape[0], nh), jnp.int32))
+    total, v = fire_from(n0)
+    hidden = total[:, :nh]
     # Backward/self aliases (a <= s) land after a evolved: they add to a's count (cap 31), never propagate.
-    spikes = jnp.minimum(total + zeros.at[p.bwd_dst].add(total[p.bwd_src], mode="drop"), MAX_SPIKES)
-    return isyn, v, spikes
-
-
-def _output_update(p: _Params, st: _Static, isyn_o: jax.Array, vmem_o: jax.Array):
-    """One sample's readout: one synapse, no aliases, n0 = 0, at most one spike (MAX_NUM_OUT_SPIKES)."""
-    isyn_o = decayed(isyn_o, p.dash_syn_out)
-    v = membrane(vmem_o, isyn_o, p.dash_mem_out, p.bias_out, st.version)
-    go = v >= p.thr_out  # one pass of the spike loop with max_spikes = 1
-    v = jnp.where(go, wrap16(v - p.thr_out), v)  # `v_mem -= v_th` on int16 (wraps only for thr < 0)
-    return isyn_o, v, go.astype(jnp.int32)
-
-
-def _effective(p: _Params) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """int32 effective weights ``r << shift`` (= ``wrap16(w << shift)``): hidden (P, 2Nh), readout (Nh, No),
-    and their transposes, for the exact delivery paths."""
-    w_hid = jnp.concatenate(
-        [
-            jnp.left_shift(p.w_in.astype(jnp.int32), p.shifts[0]),
-            jnp.left_shift(p.w_rec.astype(jnp.int32), p.shifts[1]),
-        ]
+    hidden = lax.cond(
+        p.has_bwd,
+        lambda: jnp.minimum(hidden + scatter(hidden, p.bwd_src, p.bwd_dst), MAX_SPIKES),
+        lambda: hidden,
     )
-    w_out = jnp.left_shift(p.w_out.astype(jnp.int32), p.shifts[2])
-    return w_hid, w_hid.T, w_out, w_out.T
+    return syn, v, hidden, total[:, nh:]
 
 
-def _step(p: _Params, st: _Static, eff: tuple, state: XyloState, x: jax.Array):
+class _Carry(NamedTuple):
+    """Scan carry: the state in the fused layout of :func:`_step` (see :func:`_to_carry`)."""
+
+    syn: jax.Array  # (B, U): isyn syn 1, syn 2, isyn_out
+    vmem: jax.Array  # (B, Nh + Nout): vmem, vmem_out
+    spikes: jax.Array  # (B, Nh)
+    spikes_out: jax.Array  # (B, Nout)
+
+
+def _to_carry(s: XyloState) -> _Carry:
+    return _Carry(
+        jnp.concatenate([s.isyn, s.isyn_out], axis=1),
+        jnp.concatenate([s.vmem, s.vmem_out], axis=1),
+        s.spikes,
+        s.spikes_out,
+    )
+
+
+def _from_carry(c: _Carry, nh: int) -> XyloState:
+    return XyloState(
+        c.syn[:, : 2 * nh], c.vmem[:, :nh], c.syn[:, 2 * nh :], c.vmem[:, nh:], c.spikes, c.spikes_out
+    )
+
+
+def _step(p: _Params, st: _Static, c: _Carry, x: jax.Array):
+    nh = st.n_h
     n_in = jnp.minimum(x, MAX_IN_SPIKES).astype(jnp.int8)  # deliver_spikes caps input counts at 15
-    n_rec = jnp.minimum(state.spikes, MAX_SPIKES).astype(jnp.int8)  # ... and hidden counts at 31
-    s_in, s_rec, s_out = p.shifts[0], p.shifts[1], p.shifts[2]
-    w_hid, w_hid_t, w_out, w_out_t = eff
-    hid_blocks = [
-        _Block(n_in, p.w_in, p.w_in_pos, p.bound_in, s_in),
-        _Block(n_rec, p.w_rec, p.w_rec_pos, p.bound_rec, s_rec),
-    ]
-    isyn = _deliver(st, state.isyn, hid_blocks, w_hid, w_hid_t)  # inputs 0..Nin-1, then hidden 0..Nh-1
-    out_blocks = [_Block(n_rec, p.w_out, p.w_out_pos, p.bound_out, s_out)]
-    isyn_o = _deliver(st, state.isyn_out, out_blocks, w_out, w_out_t)
-    isyn, vmem, spikes = jax.vmap(lambda i, v: _hidden_update(p, st, i, v))(isyn, state.vmem)
-    isyn_o, vmem_o, out = jax.vmap(lambda i, v: _output_update(p, st, i, v))(isyn_o, state.vmem_out)
-    new = XyloState(isyn, vmem, isyn_o, vmem_o, spikes, out)
-    ys: dict[str, jax.Array] = {"out": {"Spike": out, "Vmem": vmem_o, "Isyn": isyn_o}[st.output_mode]}
+    n_rec = jnp.minimum(c.spikes, MAX_SPIKES).astype(jnp.int8)  # ... and hidden counts at 31
+    # inputs 0..Nin-1, then hidden 0..Nh-1 (t-1 counts), to hidden synapses and readout in one ordered fold
+    syn = _deliver(p, st, c.syn, n_in, n_rec)
+    syn, vmem, spikes, out = _neurons(p, st, syn, c.vmem)
+    ys: dict[str, jax.Array] = {
+        "out": {"Spike": out, "Vmem": vmem[:, nh:], "Isyn": syn[:, 2 * nh :]}[st.output_mode]
+    }
     if st.record:
-        ys.update(Vmem=vmem, Isyn=isyn[:, : st.n_h], Spikes=spikes, Vmem_out=vmem_o, Isyn_out=isyn_o)
+        ys.update(
+            Vmem=vmem[:, :nh],
+            Isyn=syn[:, :nh],
+            Spikes=spikes,
+            Vmem_out=vmem[:, nh:],
+            Isyn_out=syn[:, 2 * nh :],
+        )
         if st.records_isyn2:
-            ys["Isyn2"] = isyn[:, st.n_h :]
-    return new, ys
+            ys["Isyn2"] = syn[:, nh : 2 * nh]
+    return _Carry(syn, vmem, spikes, out), ys
 
 
-@functools.partial(jax.jit, static_argnames=("st",))
-def _run(p: _Params, st: _Static, state: XyloState, x: jax.Array):
+def _run_unjitted(p: _Params, st: _Static, state: XyloState, x: jax.Array):
     """x: (B, T, Nin) int32 -> (output (B, T, No), final state, records (B, T, N))."""
-    eff = _effective(p)
-    final, ys = lax.scan(lambda c, xt: _step(p, st, eff, c, xt), state, jnp.swapaxes(x, 0, 1))
+    final, ys = lax.scan(lambda c, xt: _step(p, st, c, xt), _to_carry(state), jnp.swapaxes(x, 0, 1))
     ys = {k: jnp.swapaxes(v, 0, 1) for k, v in ys.items()}
-    return ys.pop("out"), final, ys
+    return ys.pop("out"), _from_carry(final, st.n_h), ys
+
+
+_run = jax.jit(_run_unjitted, static_argnames=("st",))
+
+
+@functools.lru_cache(maxsize=32)
+def _sharded(st: _Static, n: int):
+    """``_run`` with the batch axis split over the first ``n`` local devices (parameters replicated): each device
+    scans its own samples, and the auto delivery picks its branch per device (every branch is exact)."""
+    mesh = Mesh(np.array(jax.local_devices()[:n]), ("batch",))
+    batch = PartitionSpec("batch")
+    run = jax.shard_map(
+        lambda p, state, x: _run_unjitted(p, st, state, x),
+        mesh=mesh,
+        in_specs=(PartitionSpec(), batch, batch),
+        out_specs=batch,
+        check_vma=False,
+    )
+    return jax.jit(run)
+
+
+def _run_sharded(p: _Params, st: _Static, state: XyloState, x: jax.Array):
+    """Run on all local devices when there are several (JAX's own sharding, DESIGN.md): the batch is padded
+    with all-zero samples to a multiple of the device count and the padding is dropped from the results."""
+    b = x.shape[0]
+    n = min(jax.local_device_count(), b)
+    if n <= 1:
+        return _run(p, st, state, x)
+    pad = -b % n
+    if pad:
+        x = jnp.pad(x, ((0, pad), (0, 0), (0, 0)))
+        state = XyloState(*(jnp.pad(s, ((0, pad), (0, 0))) for s in state))
+    out, final, rec = _sharded(st, n)(p, state, x)
+    if pad:
+        out, final, rec = out[:b], XyloState(*(s[:b] for s in final)), {k: v[:b] for k, v in rec.items()}
+    return out, final, rec
 
 
 # --- public API ------------------------------------------------------------------------------------------------
@@ -469,6 +560,9 @@ def evolve(
 
     Returns:
         (output (T, Nout) or (B, T, Nout), final state, record dict), int32 JAX arrays.
+
+    With several local devices a batch is split over them (padded with zero samples to a multiple of the
+    device count; the padding never reaches the results).
     """
     if output_mode not in ("Spike", "Vmem", "Isyn"):
         raise XyloInputError(
@@ -499,7 +593,7 @@ def evolve(
         delivery=delivery,
         exact_impl=exact_impl or ("scan" if jax.default_backend() == "cpu" else "tree"),
     )
-    out, final, rec = _run(p, st, state, jnp.asarray(x))
+    out, final, rec = _run_sharded(p, st, state, jnp.asarray(x))
     if single:
         out = out[0]
         final = XyloState(*(s[0] for s in final))

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from snn_deploy.errors import DoesNotFit, InputError, SnnDeployError
 
 __all__ = [

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from xylo_ref import make_reference, reference_available, require_reference
+
 from snn_deploy.sim import xylo_ops
 from snn_deploy.sim.xylo import (
     XyloEmulator,
@@ -26,7 +28,6 @@ from snn_deploy.sim.xylo import (
     evolve,
     initial_state,
 )
-from xylo_ref import make_reference, reference_available, require_reference
 
 GOLDEN = Path(__file__).parent / "golden"
 T_STEPS = 24
@@ -505,3 +506,151 @@ def test_golden_traces(variant):
             np.testing.assert_array_equal(
                 np.asarray(rec[k]), trace[f"rec_{k}"], err_msg=f"{variant} {k} {delivery}"
             )
+
+
+# --- fast-path machinery: exact GEMM, delivery branches, sharding ------------------------------------------------
+
+
+def test_count_dot_exact_at_the_extremes():
+    """bfloat16 x bfloat16 -> float32 GEMM is exact for counts <= 31, int8 weights and 16 + 1000 sources."""
+    rng = np.random.default_rng(0)
+    p_src = 16 + 1000
+    counts = np.full((3, p_src), 31, np.int64)
+    counts[1] = rng.integers(0, 32, p_src)
+    counts[2, ::2] = 0
+    w = np.stack([np.full(p_src, -128), np.full(p_src, 127), rng.integers(-128, 128, p_src)], axis=1)
+    w = np.concatenate([w, rng.integers(-128, 128, (p_src, 5))], axis=1)
+    got = np.asarray(jax.jit(xylo_ops.count_dot)(jnp.asarray(counts, jnp.int8), jnp.asarray(w, jnp.int8)))
+    np.testing.assert_array_equal(got, counts @ w)
+    assert got[0, 0] == -31 * 128 * p_src  # -4 032 512: far beyond int16, exactly representable
+    with pytest.raises(ValueError, match="at most"):
+        xylo_ops.count_dot(jnp.zeros((1, 5000), jnp.int8), jnp.zeros((5000, 1), jnp.int8))
+
+
+def test_count_dot_integer_path_for_accelerators(monkeypatch):
+    """Off CPU, count_dot is an int8 x int8 -> int32 dot; run that path here (traced as if on a GPU)."""
+    rng = np.random.default_rng(1)
+    counts, w = rng.integers(0, 32, (4, 300)), rng.integers(-128, 128, (300, 7))
+    monkeypatch.setattr(xylo_ops.jax, "default_backend", lambda: "gpu")
+    got = xylo_ops.count_dot(jnp.asarray(counts, jnp.int8), jnp.asarray(w, jnp.int8))
+    assert got.dtype == jnp.int32
+    np.testing.assert_array_equal(np.asarray(got), counts @ w)
+
+
+def _sequential_delivery(x: np.ndarray, counts: np.ndarray, w_eff: np.ndarray) -> np.ndarray:
+    """xylosim's deliver_spikes for a batch: one saturating add per source, sources in index order."""
+    y = x.astype(np.int64)
+    for p_i in range(w_eff.shape[0]):
+        y = np.clip(y + counts[:, p_i, None] * w_eff[p_i][None, :], -32768, 32767)
+    return y
+
+
+def _delivery_case(
+    rng: np.random.Generator, n_big: int, hot: bool, n_h: int = 20, n_out: int = 4, batch: int = 6
+):
+    """Background weights in -1..1 and counts 0..3 (sums of a few hundred) plus ``n_big`` sources that send 31
+    spikes of weight 127 (shift 3: 31 * 1016 = 31 496) to one distinct target each. The targets of the big sources
+    sit at 32 000 when ``hot`` (so they may saturate: risky) and at 0 otherwise (their sums stay in range)."""
+    n_in = 5
+    n_src, u = n_in + n_h, 2 * n_h + n_out
+    w = rng.integers(-1, 2, (n_src, u))
+    w[:n_in, 2 * n_h :] = 0  # inputs do not reach the readout
+    counts = rng.integers(0, 4, (batch, n_src))
+    x = rng.integers(-2000, 2000, (batch, u))
+    srcs = rng.choice(np.arange(n_in, n_src), n_big, replace=n_big > n_h)  # hidden sources reach all targets
+    tgts = rng.choice(u, n_big, replace=False)
+    w[srcs] = np.where(w[srcs] > 0, 0, w[srcs])  # keep the big sources' other weights <= 0
+    w[srcs, tgts] = 127
+    counts[:, srcs] = 31
+    x[:, tgts] = 32000 if hot else 0
+    ww_in = w[:n_in, : 2 * n_h].reshape(n_in, 2, n_h).transpose(0, 2, 1)
+    ww_rec = w[n_in:, : 2 * n_h].reshape(n_h, 2, n_h).transpose(0, 2, 1)
+    spec = XyloSpec(
+        weights_in=ww_in,
+        weights_rec=ww_rec,
+        weights_out=w[n_in:, 2 * n_h :],
+        weight_shift_in=3,
+        weight_shift_rec=3,
+        weight_shift_out=3,
+    )
+    return spec, x, counts[:, :n_in], counts[:, n_in:]
+
+
+def _deliver_jit(*args):
+    from snn_deploy.sim import xylo as xylo_mod
+
+    return jax.jit(xylo_mod._deliver, static_argnums=1)(*args)  # one compilation per (delivery, impl)
+
+
+@pytest.mark.parametrize("impl", ["scan", "tree"])
+def test_delivery_branches_equal_sequential_fold(impl):
+    """Every branch of the auto delivery (plain sums, each compacted size, full fold) equals xylosim's order."""
+    from snn_deploy.sim import xylo as xylo_mod
+
+    rng = np.random.default_rng(42)
+    seen = set()
+    sizes = xylo_mod._compact_sizes(44)  # U = 2 * 20 + 4
+    cases = [(0, False), (3, False)] + [(k, True) for k in (1, *sizes, sizes[-1] + 3)]
+    for n_big, hot in cases * 2:
+        spec, x, n_in_c, n_rec_c = _delivery_case(rng, n_big, hot)
+        p = xylo_mod._params(spec)
+        w_eff = np.asarray(p.w_eff).astype(np.int64)
+        counts = np.concatenate([n_in_c, n_rec_c], axis=1)
+        want = _sequential_delivery(x, counts, w_eff)
+        for delivery in ("auto", "exact"):
+            st_ = xylo_mod._Static("v2", spec.n_hidden, False, True, "Spike", delivery, impl)
+            args = (jnp.asarray(x, jnp.int32), jnp.asarray(n_in_c, jnp.int8), jnp.asarray(n_rec_c, jnp.int8))
+            got = _deliver_jit(p, st_, *args)
+            np.testing.assert_array_equal(
+                np.asarray(got), want, err_msg=f"{delivery}, {n_big} big, hot {hot}"
+            )
+        # which branch the auto mode took (mirrors _deliver's bounds, in numpy)
+        up = counts @ np.maximum(w_eff, 0).max(axis=1)
+        down = counts @ np.minimum(w_eff, 0).min(axis=1)
+        if ((x + up[:, None] <= 32767) & (x + down[:, None] >= -32768)).all():
+            seen.add("tier1")
+            continue
+        pos, neg = counts @ np.maximum(w_eff, 0), counts @ np.minimum(w_eff, 0)
+        n_risky = int(((x + pos > 32767) | (x + neg < -32768)).any(axis=0).sum())
+        seen.add(next((f"compact{k}" for k in sizes if n_risky <= k), "full") if n_risky else "plain")
+    expected = {"tier1", "plain", "full"} | {f"compact{k}" for k in sizes}
+    assert expected <= seen, f"branches not exercised: {expected - seen}"
+
+
+_SHARDED_SCRIPT = """
+import numpy as np
+import jax
+from snn_deploy.sim.xylo import XyloSpec, evolve
+assert jax.local_device_count() == 2, jax.devices()
+rng = np.random.default_rng(0)
+spec = XyloSpec(
+    weights_in=rng.integers(-128, 128, (4, 12, 2)), weights_rec=rng.integers(-128, 128, (12, 12, 2)),
+    weights_out=rng.integers(-128, 128, (12, 3)), dash_syn=np.full(12, 2), dash_syn_2=np.full(12, 3),
+    dash_mem=np.full(12, 2), dash_syn_out=np.full(3, 2), dash_mem_out=np.full(3, 2),
+    threshold=np.full(12, 3000), threshold_out=np.full(3, 2000), weight_shift_in=4, weight_shift_rec=3,
+    aliases=[[i + 1] if i % 3 == 0 else [] for i in range(12)],
+)
+x = rng.integers(0, 16, (3, 30, 4)) * (rng.random((3, 30, 4)) < 0.4)
+out, final, rec = evolve(spec, x)
+for i in range(3):
+    o, f, r = evolve(spec, x[i])
+    np.testing.assert_array_equal(np.asarray(o), np.asarray(out[i]))
+    for k in r:
+        np.testing.assert_array_equal(np.asarray(r[k]), np.asarray(rec[k][i]))
+    np.testing.assert_array_equal(np.asarray(f.vmem), np.asarray(final.vmem[i]))
+assert out.shape == (3, 30, 3) and final.isyn.shape == (3, 24)
+print("sharded ok")
+"""
+
+
+def test_batch_sharded_over_devices_equals_single_samples(tmp_path):
+    """With two XLA CPU devices the batch (3, padded to 4) is split over both; results equal per-sample runs."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    script = tmp_path / "sharded.py"
+    script.write_text(_SHARDED_SCRIPT)
+    res = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "sharded ok" in res.stdout, res.stderr[-3000:]
