@@ -180,15 +180,9 @@ def _inputs(graph: Graph, calibration: str | None) -> tuple[np.ndarray, str]:
         return (rng.random((16, 200, n_in)) < 0.1).astype(
             np.int32
         ), "random Bernoulli(0.1), 16 x 200 steps, seed 0"
-    try:
-        with np.load(calibration, allow_pickle=False) as z:
-            if "input" not in z:
-                raise InputError(
-                    "no array 'input'", file=calibration, fix="save the input under the key 'input'"
-                )
-            x = np.asarray(z["input"])
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read calibration input ({e})", file=calibration) from None
+    from snn_deploy.inputs import as_counts, load_input
+
+    x = load_input(calibration)
     if x.ndim == 2:
         x = x[None]
     if x.ndim != 3 or x.shape[-1] != n_in:
@@ -197,9 +191,8 @@ def _inputs(graph: Graph, calibration: str | None) -> tuple[np.ndarray, str]:
             file=calibration,
             param="input",
         )
-    if np.any(x < 0) or np.any(x != np.round(x)):
-        raise InputError("Xylo inputs are non-negative integer spike counts", file=calibration, param="input")
-    return x.astype(np.int32), f"calibration file {calibration}"
+    x = as_counts(x, file=calibration, what="calibration input (Xylo and Loihi take spike counts)")
+    return x, f"calibration file {calibration}"
 
 
 def _calibration_peaks(graph: Graph, inputs: np.ndarray) -> dict[str, np.ndarray]:

@@ -203,14 +203,15 @@ def validate_command(artefact: str, input_path: str, as_json: bool) -> None:
     and compare every recorded array. Exit code 1 when they differ."""
     from pathlib import Path
 
-    from .cli_simulate import read_inputs
     from .errors import ArtefactError, InputError
     from .hil import validate_loihi, validate_xylo
+    from .inputs import as_counts, load_input
 
     path = Path(artefact)
-    x = read_inputs(input_path)["input"]
-    if x.ndim != 2 or np.any(x < 0) or np.any(x != np.round(x)):
-        raise InputError("input must be (T, N_in) non-negative integer counts", file=input_path)
+    x = load_input(input_path)
+    if x.ndim != 2:
+        raise InputError("input must be (T, N_in)", file=input_path, param="input")
+    x = as_counts(x, file=input_path)
     if (path / "xylo.json").is_file():
         from snn_deploy.backends.xylo import XyloArtefact
 

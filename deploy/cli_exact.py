@@ -26,24 +26,12 @@ from .errors import InputError
 
 
 def _read_input(path: str) -> np.ndarray:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "input" not in z:
-                raise InputError(
-                    "no array 'input'", file=path, fix="save the spike counts under the key 'input'"
-                )
-            x = np.asarray(z["input"])
-    except (OSError, ValueError) as e:
-        raise InputError(
-            f"cannot read input ({e})", file=path, fix="pass an .npz written by numpy.savez"
-        ) from None
-    if x.ndim not in (2, 3) or np.any(x < 0) or np.any(x != np.round(x)):
-        raise InputError(
-            "input must be non-negative integer spike counts (T, N_in) or (B, T, N_in)",
-            file=path,
-            param="input",
-        )
-    return x
+    from .inputs import as_counts, load_input
+
+    x = load_input(path)
+    if x.ndim not in (2, 3):
+        raise InputError("input must be (T, N_in) or (B, T, N_in)", file=path, param="input")
+    return as_counts(x, file=path)
 
 
 def _load(model: str, dt: float, reset: str | None):

@@ -105,28 +105,12 @@ register_model_kind(ModelKind("nir", lambda p: p.is_file(), _run_nir), first=Fal
 
 def read_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """``input`` (or ``input.<name>`` entries) of an ``.npz`` file, as float arrays keyed ``input``/``<name>``."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("input file not found", file=str(path), fix="give an .npz file with key 'input'")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except Exception as e:  # noqa: BLE001 -- any failure to read means: not a usable npz
-        raise InputError(
-            f"cannot read as .npz ({type(e).__name__})",
-            file=str(path),
-            fix="save it with numpy.savez(path, input=array)",
-        ) from None
-    if "input" in data:
-        arrays = {"input": data["input"]}
-    else:
-        arrays = {k[len("input.") :]: v for k, v in data.items() if k.startswith("input.")}
-    if not arrays:
-        raise InputError(
-            f"no 'input' array (keys: {sorted(data)})",
-            file=str(path),
-            fix="save it with numpy.savez(path, input=array)",
-        )
+    from .inputs import load_input, load_npz
+
+    data = load_npz(path)
+    if "input" in data or not any(k.startswith("input.") for k in data):
+        return {"input": load_input(path).astype(np.float32)}
+    arrays = {k[len("input.") :]: v for k, v in data.items() if k.startswith("input.")}
     for k, v in arrays.items():
         if not (np.issubdtype(v.dtype, np.number) or v.dtype == bool):
             raise InputError(f"input {k!r} has dtype {v.dtype}, not numeric", file=str(path))
@@ -243,12 +227,11 @@ def simulate_command(
 
 def _counts(inputs: dict[str, np.ndarray], what: str) -> np.ndarray:
     """The single ``input`` array as integer spike counts (the artefact emulators take integers)."""
+    from .inputs import as_counts
+
     if set(inputs) != {"input"}:
         raise InputError(f"{what} artefacts take one array named 'input'", param="input")
-    x = inputs["input"]
-    if np.any(x != np.round(x)) or np.any(x < 0):
-        raise InputError(f"{what} input must be non-negative integer spike counts", param="input")
-    return x.astype(np.int32)
+    return as_counts(inputs["input"], what=f"{what} input")
 
 
 def _chunks(steps: int, chunk: int):
