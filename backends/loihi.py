@@ -200,12 +200,6 @@ def lower(graph: Graph, *, allow_approximate: bool = False) -> LoihiLowering:
     return LoihiLowering(model, tuple(m for _, m in lowered), dt, tuple(warns))
 
 
-def _inputs(graph: Graph, calibration: str | None) -> tuple[np.ndarray, str]:
-    from snn_deploy.backends.xylo import _inputs as counts_input
-
-    return counts_input(graph, calibration)
-
-
 def loihi_meta(graph: Graph, lowering: LoihiLowering) -> dict[str, Any]:
     return {
         "artefact_version": 1,
@@ -239,9 +233,10 @@ def deploy(
     **_: Any,
 ) -> dict:
     """Lower, write ``network.net``, read it back as Lava would, emulate, compare, write the directory atomically."""
+    from snn_deploy.inputs import calibration_counts
     from snn_deploy.report import loihi_report, reset_approximation, timing_report
 
-    inputs, source = _inputs(graph, calibration)
+    inputs, source = calibration_counts(graph, calibration)
     lowering = lower(graph, allow_approximate=allow_approximate)
     meta = loihi_meta(graph, lowering)
     with atomic_directory(out_dir) as tmp:

@@ -147,10 +147,11 @@ def deploy(
     **_: Any,
 ) -> dict:
     """Lower, emulate, compare with the float reference, and write the artefact directory atomically."""
+    from snn_deploy.inputs import calibration_counts
     from snn_deploy.report import reset_approximation, timing_report, xylo_report
 
     variant = XYLO_TARGETS[target]
-    inputs, input_source = _inputs(graph, calibration)
+    inputs, input_source = calibration_counts(graph, calibration)
     peaks = _calibration_peaks(graph, inputs) if calibration else None
     lowering = lower(
         graph, target=target, variant=variant, allow_approximate=allow_approximate, calibration_peaks=peaks
@@ -168,31 +169,6 @@ def deploy(
         report["artefact"] = {"path": str(out_dir), "sha256": hashes}
         write_files(tmp, {"report.json": json_bytes(report)})
     return report
-
-
-def _inputs(graph: Graph, calibration: str | None) -> tuple[np.ndarray, str]:
-    """Calibration input (integer counts, (B, T, N_in)) or seeded random Bernoulli(0.1) input."""
-    from snn_deploy.errors import InputError
-
-    n_in = int(graph.inputs[0].shape[0])
-    if calibration is None:
-        rng = np.random.default_rng(0)
-        return (rng.random((16, 200, n_in)) < 0.1).astype(
-            np.int32
-        ), "random Bernoulli(0.1), 16 x 200 steps, seed 0"
-    from snn_deploy.inputs import as_counts, load_input
-
-    x = load_input(calibration)
-    if x.ndim == 2:
-        x = x[None]
-    if x.ndim != 3 or x.shape[-1] != n_in:
-        raise InputError(
-            f"input shape {list(x.shape)} is not (T, {n_in}) or (B, T, {n_in})",
-            file=calibration,
-            param="input",
-        )
-    x = as_counts(x, file=calibration, what="calibration input (Xylo and Loihi take spike counts)")
-    return x, f"calibration file {calibration}"
 
 
 def _calibration_peaks(graph: Graph, inputs: np.ndarray) -> dict[str, np.ndarray]:

@@ -51,3 +51,23 @@ def as_counts(x: np.ndarray, *, file: str | None = None, what: str = "the input"
     if x.size and (np.any(x < 0) or np.any(x != np.round(x))):
         raise InputError(f"{what} must be non-negative integer spike counts", file=file, param="input")
     return x.astype(np.int32)
+
+
+def calibration_counts(graph, calibration: str | None) -> tuple[np.ndarray, str]:
+    """Calibration input of a deployment as integer counts ``(B, T, N_in)`` and a description of it; without a
+    file, seeded random Bernoulli(0.1) spikes (16 samples x 200 steps) so that every report has agreement figures."""
+    n_in = int(graph.inputs[0].shape[0])
+    if calibration is None:
+        x = (np.random.default_rng(0).random((16, 200, n_in)) < 0.1).astype(np.int32)
+        return x, "random Bernoulli(0.1), 16 x 200 steps, seed 0"
+    x = load_input(calibration)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3 or x.shape[-1] != n_in:
+        raise InputError(
+            f"input shape {list(x.shape)} is not (T, {n_in}) or (B, T, {n_in})",
+            file=calibration,
+            param="input",
+        )
+    x = as_counts(x, file=calibration, what="calibration input (Xylo and Loihi take spike counts)")
+    return x, f"calibration file {calibration}"
