@@ -34,10 +34,12 @@ from snn_deploy.sim.exact_core import (
     Coef,
     Neuron,
     Seg,
+    _kernel,
     coef,
     current,
     extremum,
     next_crossing,
+    phi,
     voltage,
 )
 
@@ -95,23 +97,35 @@ def _free_states(sg: Segments, v0: jax.Array, i0: jax.Array, c: Coef) -> tuple[j
     """Reset-free V and I at every segment start b[k] (after the jumps at b[k]) and the maximum of the free V
     over each segment ([K, n] each). The maximum is at an end or at the unique interior extremum."""
 
-    def body(carry: tuple, k_in: tuple) -> tuple[tuple, tuple]:
-        v, i, t = carry
-        tb, dv, di, x_prev = k_in
-        seg = Seg(jnp.broadcast_to(t, v.shape), v, i, x_prev, c)
-        d = jnp.broadcast_to(tb - t, v.shape)
-        v_d, i_d = voltage(d, seg), current(d, seg)
-        return (v_d + dv, i_d + di, tb), (v_d, i_d)
-
+    # Each segment plus the jumps at its end is an affine map of (V, I) with an upper-triangular matrix
+    # [[a, g], [0, e]] and offset (cv, ci); the segment start states are its prefix compositions, computed by an
+    # associative scan (log depth: a sequential scan costs one loop step, i.e. kernel launches, per segment).
     v_first, i_first = v0 + sg.jv[0], i0 * c.syn + sg.ji[0]
-    zero = jnp.zeros_like(sg.jv[:1])
-    xs = (sg.b[1:], jnp.concatenate([sg.jv[1:], zero]), jnp.concatenate([sg.ji[1:], zero]), sg.x)
-    _, (v_ends, i_ends) = jax.lax.scan(body, (v_first, i_first, sg.b[0]), xs)
-    # segment start states: the end of the previous segment plus the jumps at its start boundary
-    vf = jnp.concatenate([v_first[None], v_ends[:-1] + sg.jv[1:]])
-    if_ = jnp.concatenate([i_first[None], i_ends[:-1] + sg.ji[1:]])
-    span = sg.b[1:, None] - sg.b[:-1, None]
-    seg = Seg(jnp.broadcast_to(sg.b[:-1, None], vf.shape), vf, if_, sg.x, c)
+    span = sg.b[1:, None] - sg.b[:-1, None]  # [K, 1]
+    em = jnp.exp(-c.lam_m * span)
+    es = jnp.expm1(-c.lam_s * span)
+    i_inf = jnp.where(c.syn > 0, c.w_in * sg.x, 0.0)
+    const_in = jnp.where(c.syn > 0, i_inf, sg.x)
+    drive_c = c.r * c.kap_m * (const_in + c.bias)
+    gk = c.syn * c.r * c.kap_m * _kernel(span, c)
+    a = em
+    g = gk
+    cv = -c.v_leak * jnp.expm1(-c.lam_m * span) + drive_c * span * phi(-c.lam_m * span) - gk * i_inf
+    e = jnp.where(c.syn > 0, 1.0 + es, 0.0)
+    ci = jnp.where(c.syn > 0, -i_inf * es, 0.0)
+    cv, ci = cv[:-1] + sg.jv[1:], ci[:-1] + sg.ji[1:]
+
+    def compose(f1: tuple, f2: tuple) -> tuple:  # f2 after f1
+        a1, g1, cv1, e1, ci1 = f1
+        a2, g2, cv2, e2, ci2 = f2
+        return a2 * a1, a2 * g1 + g2 * e1, a2 * cv1 + g2 * ci1 + cv2, e2 * e1, e2 * ci1 + ci2
+
+    pa, pg, pcv, pe, pci = jax.lax.associative_scan(compose, (a[:-1], g[:-1], cv, e[:-1], ci))
+    vf = jnp.concatenate([v_first[None], pa * v_first + pg * i_first + pcv])
+    if_ = jnp.concatenate([i_first[None], pe * i_first + pci])
+    seg_all = Seg(jnp.broadcast_to(sg.b[:-1, None], vf.shape), vf, if_, sg.x, c)
+    v_ends = voltage(jnp.broadcast_to(span, vf.shape), seg_all)
+    seg = seg_all
     d_e, _ = extremum(seg)
     inside = (d_e > 0) & (d_e < span)
     v_e = jnp.where(inside, voltage(jnp.where(inside, d_e, 0.0), seg), -jnp.inf)
