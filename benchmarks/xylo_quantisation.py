@@ -91,13 +91,21 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=32)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--rate", type=float, default=0.1)
+    ap.add_argument(
+        "--input", help="an .npz with 'input' counts (B, T, N_in) to use instead of random spikes"
+    )
     args = ap.parse_args()
     rows = []
     for name, path, conv in models(args):
         graph = sd.load(path, **{k: v for k, v in conv.items() if v is not None})
         low = lower(graph, target="xylo", variant="syns61201")
         n_in = low.spec.n_in
-        x = (np.random.default_rng(0).random((args.samples, args.steps, n_in)) < args.rate).astype(np.int32)
+        if args.input:
+            x = np.load(args.input)["input"].astype(np.int32)
+        else:
+            x = (np.random.default_rng(0).random((args.samples, args.steps, n_in)) < args.rate).astype(
+                np.int32
+            )
         ref = simulate(graph, x.astype(np.float32))
         ours = fidelity(graph, low, low.spec, x, ref)
         theirs_spec = rockpool_spec(low)
@@ -105,9 +113,11 @@ def main() -> int:
             fidelity(graph, low, theirs_spec, x, ref) if isinstance(theirs_spec, XyloSpec) else theirs_spec
         )
         rows.append((name, ours, theirs))
+    source = (
+        args.input or f"Bernoulli({args.rate}) spikes, {args.samples} samples x {args.steps} steps, seed 0"
+    )
     print(
-        f"input: Bernoulli({args.rate}) spikes, {args.samples} samples x {args.steps} steps, seed 0; "
-        "agreement with the float reference (overlap within 1 step / count corr / argmax)"
+        f"input: {source}; agreement with the float reference (overlap within 1 step / count corr / argmax)"
     )
     for name, ours, theirs in rows:
         print(f"\n== {name}")
