@@ -234,7 +234,7 @@ def deploy(
 ) -> dict:
     """Lower, write ``network.net``, read it back as Lava would, emulate, compare, write the directory atomically."""
     from snn_deploy.inputs import calibration_counts
-    from snn_deploy.report import loihi_report, reset_approximation, timing_report
+    from snn_deploy.report import loihi_report, reference_run, reset_approximation, timing_report
 
     inputs, source = calibration_counts(graph, calibration)
     lowering = lower(graph, allow_approximate=allow_approximate)
@@ -242,8 +242,9 @@ def deploy(
     with atomic_directory(out_dir) as tmp:
         write_netx(lowering.model, tmp / "network.net")
         net = to_loihi_network(read_netx(tmp / "network.net"))  # what netx builds from the file we wrote
-        report = loihi_report(graph, lowering, net, meta, inputs, source, model_path)
-        if (effect := reset_approximation(graph, inputs, "zero")) is not None:
+        ref = reference_run(graph, inputs)
+        report = loihi_report(graph, lowering, net, meta, inputs, ref, source, model_path)
+        if (effect := reset_approximation(graph, inputs, ref, "zero")) is not None:
             report["warnings"].append(effect)
         if calibration is not None:
             report["timing"] = timing_report(graph, "loihi2", lowering, inputs)

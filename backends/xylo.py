@@ -148,17 +148,20 @@ def deploy(
 ) -> dict:
     """Lower, emulate, compare with the float reference, and write the artefact directory atomically."""
     from snn_deploy.inputs import calibration_counts
-    from snn_deploy.report import reset_approximation, timing_report, xylo_report
+    from snn_deploy.report import reference_run, reset_approximation, timing_report, xylo_report
 
     variant = XYLO_TARGETS[target]
     inputs, input_source = calibration_counts(graph, calibration)
-    peaks = _calibration_peaks(graph, inputs) if calibration else None
+    # Calibration scales need the float run before lowering; otherwise run it after, once the network fits.
+    ref = reference_run(graph, inputs) if calibration else None
+    peaks = _calibration_peaks(graph, ref) if ref is not None else None
     lowering = lower(
         graph, target=target, variant=variant, allow_approximate=allow_approximate, calibration_peaks=peaks
     )
+    ref = ref if ref is not None else reference_run(graph, inputs)
     meta = xylo_meta(graph, lowering, target)
-    report = xylo_report(graph, lowering, meta, inputs, input_source, model_path)
-    if (effect := reset_approximation(graph, inputs, "subtract")) is not None:
+    report = xylo_report(graph, lowering, meta, inputs, ref, input_source, model_path)
+    if (effect := reset_approximation(graph, inputs, ref, "subtract")) is not None:
         report["warnings"].append(effect)
     if calibration is not None:
         report["timing"] = timing_report(graph, "xylo", lowering, inputs)
@@ -171,12 +174,11 @@ def deploy(
     return report
 
 
-def _calibration_peaks(graph: Graph, inputs: np.ndarray) -> dict[str, np.ndarray]:
-    """Largest |membrane| and |current in Xylo form| per neuron on the calibration input (float reference)."""
+def _calibration_peaks(graph: Graph, res: Any) -> dict[str, np.ndarray]:
+    """Largest |membrane| and |current in Xylo form| per neuron in the float reference run ``res`` on the
+    calibration input."""
     from snn_deploy.discretize import step_coefficients
-    from snn_deploy.sim.reference import simulate
 
-    res = simulate(graph, inputs.astype(np.float32))
     peaks = {}
     dt, method = float(graph.conventions.dt.value), str(graph.conventions.method.value)
     for name, v in res.v.items():

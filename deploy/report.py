@@ -78,16 +78,22 @@ def argmax_agreement(ref: np.ndarray, got: np.ndarray) -> float:
     return float(np.mean(a == b))
 
 
-def xylo_report(
-    graph, lowering, meta: dict, inputs: np.ndarray, input_source: str, model_path: str | None
-) -> dict:
-    """The deploy report of a Xylo lowering, including emulator-vs-reference agreement on ``inputs`` (B, T, N_in)."""
-    from snn_deploy.backends.xylo import _limits
-    from snn_deploy.sim import xylo as xylo_sim
+def reference_run(graph, inputs: np.ndarray):
+    """The float reference on the agreement input; every part of a deploy report compares with this one run."""
     from snn_deploy.sim.reference import simulate
 
+    return simulate(graph, inputs.astype(np.float32))
+
+
+def xylo_report(
+    graph, lowering, meta: dict, inputs: np.ndarray, ref, input_source: str, model_path: str | None
+) -> dict:
+    """The deploy report of a Xylo lowering, including emulator-vs-reference agreement on ``inputs`` (B, T, N_in);
+    ``ref`` is :func:`reference_run` on the same inputs."""
+    from snn_deploy.backends.xylo import _limits
+    from snn_deploy.sim import xylo as xylo_sim
+
     spec = lowering.spec
-    ref = simulate(graph, inputs.astype(np.float32))
     out, _, rec = xylo_sim.evolve(spec, inputs, record=True, output_mode=lowering.output_mode)
     out = np.asarray(out)
     lat = max(m.latency for m in lowering.layers)
@@ -266,14 +272,13 @@ def print_summary(report: dict, console) -> None:
 
 
 def loihi_report(
-    graph, lowering, net, meta: dict, inputs: np.ndarray, input_source: str, model_path: str | None
+    graph, lowering, net, meta: dict, inputs: np.ndarray, ref, input_source: str, model_path: str | None
 ) -> dict:
-    """The deploy report of a Loihi lowering; ``net`` is the emulator network read back from the written file."""
+    """The deploy report of a Loihi lowering; ``net`` is the emulator network read back from the written file,
+    ``ref`` is :func:`reference_run` on the same inputs."""
     from snn_deploy.backends.loihi import _limits
     from snn_deploy.sim import loihi as loihi_sim
-    from snn_deploy.sim.reference import simulate
 
-    ref = simulate(graph, inputs.astype(np.float32))
     trace = loihi_sim.simulate(net, inputs)
     b, t = inputs.shape[:2]
     spiking = [m for m in lowering.layers if not m.readout]
@@ -327,17 +332,17 @@ def loihi_report(
     return assemble(graph, meta["target"], model_path, resources_, layers, agreement, list(lowering.warnings))
 
 
-def reset_approximation(graph, inputs: np.ndarray, native: str) -> str | None:
+def reset_approximation(graph, inputs: np.ndarray, ref, native: str) -> str | None:
     """When a target can only reset one way (``native``) and the graph uses another, say how much that alone
-    changes the float model's output on ``inputs``: the float reference run with both resets, compared."""
+    changes the float model's output on ``inputs``: ``ref`` (:func:`reference_run`) against the float reference
+    run with the target's reset."""
     used = str(graph.conventions.reset.value)
     if used == native:
         return None
     from snn_deploy.sim.reference import simulate
 
-    x = inputs.astype(np.float32)
-    a = np.asarray(simulate(graph, x).output)
-    b = np.asarray(simulate(graph, x, reset=native).output)
+    a = np.asarray(ref.output)
+    b = np.asarray(simulate(graph, inputs.astype(np.float32), reset=native).output)
     a, b = a.reshape(a.shape[0], a.shape[1], -1), b.reshape(b.shape[0], b.shape[1], -1)
     agree = raster_agreement(a, b)
     return (
