@@ -77,10 +77,10 @@ def exact_command(model, input_path, dt, input_semantics, reset, max_spikes, out
 @click.option("--reset", type=click.Choice(["zero", "subtract", "subtract-next"]), default=None)
 @click.option(
     "--time-constants",
-    type=click.Choice(["matched", "nir"]),
-    default="matched",
-    show_default=True,
-    help="Exact model's time constants: matched to the method's per-step decays, or the NIR values.",
+    type=click.Choice(["deployed", "matched", "nir"]),
+    default=None,
+    help="Exact model: 'deployed' (xylo default: the continuous network the chip is configured as), 'matched' "
+    "(default otherwise: the graph's network, time constants matched to the method's per-step decays) or 'nir'.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def timing_command(model, target, input_path, dt, reset, time_constants, as_json) -> None:
@@ -98,7 +98,8 @@ def timing_command(model, target, input_path, dt, reset, time_constants, as_json
         f"{rep['unexplained']} unexplained, {rep['missed']} missed"
     )
     click.echo(
-        f"convention: {c['interval']}; recurrent delay {c['recurrent_delay_steps']} step; method {c['method']}"
+        f"convention: {c['interval']}; recurrent delay {c['recurrent_delay_steps']} step; method {c['method']}; "
+        f"exact model: {c['time_constants']}"
     )
     for name, lay in rep["layers"].items():
         k = lay["counts"]

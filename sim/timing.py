@@ -11,10 +11,15 @@ spiked, either at the end of the claimed interval (``reset="step_end"``) or at t
 flipped spike from desynchronising everything after it. Per emulator spike it reports the exact first crossing
 since the previous forced reset, the residual in steps and in time, and threshold margins.
 
+Sampling (``StepConvention.sampling``): ``step_end`` (every target here: the emulator compares V with the
+threshold only at the end of each step, so an exact crossing that falls back below threshold inside the same
+interval is invisible to it) or ``continuous`` (an event-driven device that would fire at any crossing). The
+*sampled* exact voltage of interval j is V(end of j) for ``step_end`` and max V over j for ``continuous``.
+
 Labels: ``match`` (exact first crossing in the claimed interval); ``marginal`` (mismatch explained by the stated
-voltage error bound ``tol_v``: for an early emulator spike the exact peak in the claimed interval is within tol_v
-below threshold; for a late or missed one the exact overshoot over the skipped intervals is below tol_v);
-``unexplained`` otherwise. ``tol_v`` must bound the emulator's voltage error; :func:`voltage_error_bound` gives the
+voltage error bound ``tol_v``: for an early emulator spike the sampled exact voltage of the claimed interval is
+within tol_v below threshold; for a late or missed one the sampled exact overshoot over the skipped intervals is
+below tol_v); ``unexplained`` otherwise. ``tol_v`` must bound the emulator's voltage error; :func:`voltage_error_bound` gives the
 bound for round-off of a leaky integrator plus an explicit discretisation term.
 """
 
@@ -52,10 +57,15 @@ class StepConvention:
     step_offset: int = 0
     latency_steps: int = 0
     reset: Literal["step_end", "crossing"] = "step_end"
+    sampling: Literal["step_end", "continuous"] = "step_end"
 
     def __post_init__(self) -> None:
         if not self.dt > 0:
             raise ExactSolverError("dt must be > 0", param="dt", fix="pass the emulator's time step")
+        if self.sampling not in ("step_end", "continuous"):
+            raise ExactSolverError(
+                f"unknown sampling {self.sampling!r}", fix="use 'step_end' or 'continuous'"
+            )
         if self.reset not in ("step_end", "crossing"):
             raise ExactSolverError(f"unknown reset {self.reset!r}", fix="use 'step_end' or 'crossing'")
 
@@ -95,8 +105,9 @@ class TimingReport:
     neuron, step (emulator step; -1 for missed), interval (claimed exact interval), t_exact (first exact crossing
     since the previous forced reset; inf if none before the forced reset), residual_steps (claimed interval minus
     the exact crossing's interval; >0 emulator late, <0 early, nan if the exact model never crossed), residual_t (seconds outside the claimed interval,
-    signed), margin (v_th - max exact V over the claimed interval; <= 0 when the exact model is at/above threshold
-    there), overshoot (max exact V - v_th over the intervals the emulator skipped; nan for early spikes), label.
+    signed), margin (v_th - sampled exact V of the claimed interval, see the module docstring; <= 0 when the exact
+    model is at/above threshold there), overshoot (max sampled exact V - v_th over the intervals the emulator
+    skipped; nan for early spikes), label.
     """
 
     convention: StepConvention
@@ -224,7 +235,7 @@ def _scan_ticks(
     )
     st, out = jax.lax.scan(body, st0, (ticks_t, ticks_kind, ticks_ch, ticks_x))
     edge, j, vmax, t_first, v_end = out
-    return (edge, j, vmax, t_first), st[5], st[7]
+    return (edge, j, vmax, t_first, v_end), st[5], st[7]
 
 
 @x64
@@ -291,13 +302,15 @@ def teacher_forced(
         (kk, tt)
     )  # edges before events at equal times (an event at an edge opens the interval)
     args = (jnp.asarray(tt[order]), jnp.asarray(kk[order]), jnp.asarray(cc[order]), jnp.asarray(xx[order]))
-    (edge, jj, vmax, t_first), t_left, _ = _scan_ticks(
+    (edge, jj, vmax, t_first, v_end), t_left, _ = _scan_ticks(
         *args, w_ev, jnp.asarray(forced), p, n, conv.reset == "crossing", jnp.asarray(conv.t0, F64)
     )
     edge = np.asarray(edge)
     jj = np.asarray(jj)[edge]
     sel = jj >= 0  # the first edge opens interval 0 and closes nothing
     vmax_i = np.asarray(vmax)[edge][sel]  # [n_int, n]
+    # what a step-end sampler compares with the threshold: V at the end of each interval, before its reset
+    sampled = vmax_i if conv.sampling == "continuous" else np.asarray(v_end)[edge][sel]
     tfirst_i = np.asarray(t_first)[edge][sel]
     tol = np.asarray(tol_v, np.float64)
     if tol.ndim == 2:
@@ -310,6 +323,7 @@ def teacher_forced(
         neurons,
         j_claim,
         vmax_i,
+        sampled,
         tfirst_i,
         np.asarray(t_left),
         forced,
@@ -329,6 +343,7 @@ def _classify(
     neurons: np.ndarray,
     j_claim: np.ndarray,
     vmax: np.ndarray,
+    sampled: np.ndarray,
     tfirst: np.ndarray,
     t_left: np.ndarray,
     forced: np.ndarray,
@@ -341,7 +356,7 @@ def _classify(
             continue
         te = tfirst[j, nn]
         jx = _interval_of(np.asarray(te), conv)
-        margin = v_th[nn] - vmax[j, nn]
+        margin = v_th[nn] - sampled[j, nn]
         a, b = conv.t0 + j * conv.dt, conv.t0 + (j + 1) * conv.dt
         if jx == j:
             rows.append((nn, s, j, te, 0.0, 0.0, margin, np.nan, "match"))
@@ -350,7 +365,7 @@ def _classify(
             res = float(j - jx) if np.isfinite(jx) else np.nan  # nan: no exact crossing before the reset
             rows.append((nn, s, j, te, res, te - a if np.isfinite(te) else np.nan, margin, np.nan, lab))
         else:  # emulator late: exact crossed in an earlier interval jx
-            over = float(np.max(vmax[int(jx) : j, nn]) - v_th[nn])
+            over = float(np.max(sampled[int(jx) : j, nn]) - v_th[nn])
             lab = "marginal" if over < np.max(tol[int(jx) : j + 1, nn]) else "unexplained"
             rows.append((nn, s, j, te, float(j - jx), te - b, margin, over, lab))
     # missed: exact crossing after the neuron's last forced reset
@@ -358,7 +373,7 @@ def _classify(
         jx = int(_interval_of(t_left[nn], conv))
         if jx >= n_int:
             continue
-        over = float(np.max(vmax[jx:, nn]) - v_th[nn])
+        over = float(np.max(sampled[jx:, nn]) - v_th[nn])
         rows.append(
             (
                 nn,

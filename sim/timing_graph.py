@@ -229,12 +229,20 @@ def timing_check(
     *,
     dt: float | None = None,
     lowering: Any = None,
-    time_constants: str = "matched",
+    time_constants: str | None = None,
 ) -> dict[str, Any]:
     """Teacher-forced timing report of ``target`` on ``inputs`` ((T, N_in) or (B, T, N_in) spike counts).
 
-    ``time_constants``: ``matched`` (default; exact model with the time constants whose exact decays equal the
-    graph method's decays, see :func:`matched`) or ``nir`` (the graph's own continuous time constants).
+    ``time_constants`` (which continuous model the target is judged against):
+
+    * ``deployed`` (Xylo only; its default): the continuous network the chip was configured as, with the deployed
+      integer weights, dashes, thresholds and biases (:mod:`snn_deploy.sim.timing_xylo`); the error bound is then
+      the integer rounding alone. This answers "is the chip's timing right for what it runs".
+    * ``matched`` (default otherwise): the graph's network with the time constants whose exact decays equal the
+      graph method's decays (see :func:`matched`); for integer targets the bound adds the decay and weight
+      quantisation to first order, so it is loose where decays are coarse (answers "how far is the chip from the
+      float model's timing").
+    * ``nir``: the graph's own continuous time constants.
 
     Returns a JSON-ready dict: ``spikes`` (target spikes), ``missed`` (exact spikes the target did not produce),
     ``matched``, ``marginal``, ``unexplained`` (labels; they sum to spikes + missed),
@@ -243,8 +251,23 @@ def timing_check(
     x = np.asarray(inputs)
     x = x[None] if x.ndim == 2 else x
     dt = float(dt if dt is not None else graph.conventions.dt.value)
-    if time_constants not in ("matched", "nir"):
-        raise ExactGraphError(f"unknown time_constants {time_constants!r}", fix="use 'matched' or 'nir'")
+    if time_constants is None:
+        time_constants = "deployed" if target == "xylo" else "matched"
+    if time_constants not in ("deployed", "matched", "nir"):
+        raise ExactGraphError(
+            f"unknown time_constants {time_constants!r}", fix="use 'deployed', 'matched' or 'nir'"
+        )
+    if time_constants == "deployed":
+        if target != "xylo":
+            raise ExactGraphError(
+                f"time_constants 'deployed' is implemented for xylo, not {target!r}",
+                param="time_constants",
+                fix="use 'matched' or 'nir'",
+            )
+        from snn_deploy.backends.xylo_lower import lower
+        from snn_deploy.sim.timing_xylo import timing_check_deployed
+
+        return timing_check_deployed(lowering or lower(graph, target="xylo", variant="syns61201"), x)
     nir_layers = exact_layers(graph)
     obs = observe(graph, target, x, lowering)
     layers = [matched(lay, dt, obs.method) if time_constants == "matched" else lay for lay in nir_layers]

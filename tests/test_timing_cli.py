@@ -106,8 +106,6 @@ CASES = [
     ("lif_rockpool.nir", None, "loihi2"),
     ("lif_rockpool.nir", None, "reference"),
 ]
-# unexplained mismatches measured with this input (seed 0, 2 x 300 steps, p = 0.2); see the report of issue 6
-KNOWN_UNEXPLAINED = {("braille_noDelay_noBias_subtract.nir", "xylo"): 15}
 
 
 @pytest.mark.parametrize(("name", "reset", "target"), CASES)
@@ -125,7 +123,7 @@ def test_zoo_timing_every_spike_classified(name, reset, target):
     assert rep["spikes"] > 0
     # every emulator spike and every missed exact spike carries exactly one label
     assert rep["matched"] + rep["marginal"] + rep["unexplained"] == rep["spikes"] + rep["missed"]
-    assert rep["unexplained"] <= KNOWN_UNEXPLAINED.get((name, target), 0)
+    assert rep["unexplained"] == 0
     for lay in rep["layers"].values():
         for m in lay["mismatches"]:
             assert m["label"] in ("marginal", "unexplained")
