@@ -264,7 +264,8 @@ def print_summary(report: dict, console) -> None:
     if "timing" in report:
         t = report["timing"]
         console.print(
-            f"timing vs the event-exact model ({t['samples_checked']} calibration samples): {t['spikes']} spikes, "
+            f"timing vs the event-exact model ({t['convention']['time_constants']} network, "
+            f"{t['samples_checked']} calibration samples): {t['spikes']} spikes, "
             f"{t['matched']} matched, {t['marginal']} marginal, {t['unexplained']} unexplained, {t['missed']} missed"
         )
     for w in report["warnings"]:
