@@ -104,6 +104,13 @@ def timing_command(model, target, input_path, dt, reset, time_constants, as_json
     for name, lay in rep["layers"].items():
         k = lay["counts"]
         click.echo(
-            f"  {name}: latency {lay['latency_steps']}, tol_v <= {lay['tol_v_max']:.3g}, spikes {k['spikes']}, "
+            f"  {name}: latency {lay['latency_steps']}, tol_v <= {lay['tol_v_max']:.3g}"
+            + (
+                f" (rounding alone {lay['tol_v_rounding_only']:.3g}, {lay['saturated_neuron_steps']} clamped "
+                f"neuron-steps)"
+                if "tol_v_rounding_only" in lay
+                else ""
+            )
+            + f", spikes {k['spikes']}, "
             f"match {k['match']}, marginal {k['marginal']}, unexplained {k['unexplained']}, missed {k['missed']}"
         )
