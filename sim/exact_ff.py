@@ -6,19 +6,25 @@ linear in V, so after the last restart at ``t_r`` (the end of a reset and of its
 membrane is ``V(t) = V_f(t) + D exp(-(t - t_r)/tau_mem)`` with ``D = V(t_r) - V_f(t_r)`` (IF: ``D`` constant).
 Hence:
 
-1. one ``lax.scan`` over the input segments gives ``V_f`` and ``I`` at every segment start (cheap body);
-2. each *round* tests every remaining segment of every neuron with the exact bracket of
-   :func:`snn_deploy.sim.exact_core.bracket` (vectorised over [segments, neurons]), takes each neuron's first
-   segment that fires, root-solves only those (:func:`snn_deploy.sim.exact_core.next_crossing`: never early,
-   IFT gradients), applies the reset and restarts the neuron at ``t* + t_ref``.
+1. one associative scan over the input segments gives ``V_f`` and ``I`` at every segment start;
+2. each *round* screens a window of ``WINDOW`` segments of every neuron with an upper bound of V (see
+   :func:`_round`), takes each neuron's first candidate segment, brackets it exactly
+   (:func:`snn_deploy.sim.exact_core.bracket`) and root-solves it
+   (:func:`snn_deploy.sim.exact_core.root_time`: never early, IFT gradients), applies the reset and restarts
+   the neuron at ``t* + t_ref``.
 
-Rounds = (most spikes of one neuron) + 1 instead of one sequential step per input event and per spike, which is
-what makes this engine fast on CPU. Semantics equal the sequential engine of :mod:`snn_deploy.sim.exact_layer`:
-a crossing at an input time is emitted before that input is applied; a voltage jump to ``>= v_th`` spikes at the
-jump time; voltage jumps inside the refractory period are dropped, synaptic ones are not; hard or subtractive
-reset. Not covered (the sequential engine handles them): recurrence and ``reset="none"``. Spikes beyond
-``max_out`` set ``overflow`` and are not simulated further (the neurons are independent, so no other neuron is
-affected; ``v_end``/``i_end`` of an overflowing neuron are then not meaningful).
+Rounds = (most spikes of one neuron) + 1 (+ rounds for candidates that do not fire and for windows without a
+candidate) instead of one sequential step per input event and per spike, which is what makes this engine fast
+on CPU. Cost model on XLA:CPU (measured): a round is dominated by per-kernel launch costs (~0.2-0.3 us each)
+and by any work on [segments, neurons] arrays (~5-10 ns per element), so a round only touches [WINDOW, n] and
+[n] arrays; the loop state is packed into four arrays (each loop-carried array costs a copy per round).
+
+Semantics equal the sequential engine of :mod:`snn_deploy.sim.exact_layer`: a crossing at an input time is
+emitted before that input is applied; a voltage jump to ``>= v_th`` spikes at the jump time; voltage jumps inside
+the refractory period are dropped, synaptic ones are not; hard or subtractive reset. Not covered (the sequential
+engine handles them): recurrence and ``reset="none"``. Spikes beyond ``max_out`` set ``overflow`` and are not
+simulated further (the neurons are independent, so no other neuron is affected; ``v_end``/``i_end`` of an
+overflowing neuron are then not meaningful).
 """
 
 from __future__ import annotations
@@ -30,16 +36,21 @@ import jax
 import jax.numpy as jnp
 
 from snn_deploy.sim.exact_core import (
+    EPS,
     F64,
     Coef,
     Neuron,
     Seg,
+    _grazing_tol,
     _kernel,
+    bracket,
     coef,
     current,
     extremum,
-    next_crossing,
     phi,
+    root_time,
+    slope,
+    terms,
     voltage,
 )
 
@@ -115,12 +126,15 @@ def _free_states(sg: Segments, v0: jax.Array, i0: jax.Array, c: Coef) -> tuple[j
     ci = jnp.where(c.syn > 0, -i_inf * es, 0.0)
     cv, ci = cv[:-1] + sg.jv[1:], ci[:-1] + sg.ji[1:]
 
-    def compose(f1: tuple, f2: tuple) -> tuple:  # f2 after f1
-        a1, g1, cv1, e1, ci1 = f1
-        a2, g2, cv2, e2, ci2 = f2
-        return a2 * a1, a2 * g1 + g2 * e1, a2 * cv1 + g2 * ci1 + cv2, e2 * e1, e2 * ci1 + ci2
+    def compose(f1: jax.Array, f2: jax.Array) -> jax.Array:  # f2 after f1; maps packed on the last axis
+        a1, g1, cv1, e1, ci1 = (f1[..., q] for q in range(5))
+        a2, g2, cv2, e2, ci2 = (f2[..., q] for q in range(5))
+        out = (a2 * a1, a2 * g1 + g2 * e1, a2 * cv1 + g2 * ci1 + cv2, e2 * e1, e2 * ci1 + ci2)
+        return jnp.stack(out, axis=-1)
 
-    pa, pg, pcv, pe, pci = jax.lax.associative_scan(compose, (a[:-1], g[:-1], cv, e[:-1], ci))
+    # one packed [K-1, n, 5] array: each scan level is then a few kernels instead of a few per component
+    packed = jax.lax.associative_scan(compose, jnp.stack([a[:-1], g[:-1], cv, e[:-1], ci], axis=-1))
+    pa, pg, pcv, pe, pci = (packed[..., q] for q in range(5))
     vf = jnp.concatenate([v_first[None], pa * v_first + pg * i_first + pcv])
     if_ = jnp.concatenate([i_first[None], pe * i_first + pci])
     seg_all = Seg(jnp.broadcast_to(sg.b[:-1, None], vf.shape), vf, if_, sg.x, c)
@@ -133,100 +147,104 @@ def _free_states(sg: Segments, v0: jax.Array, i0: jax.Array, c: Coef) -> tuple[j
 
 
 class _R(NamedTuple):
-    r: jax.Array  # restart segment index [n]
-    t_r: jax.Array  # restart time
-    v_r: jax.Array  # V at the restart
-    i_r: jax.Array  # I at the restart (the free current: spikes do not change I)
-    d: jax.Array  # V(t_r) - V_f(t_r)
-    done: jax.Array
-    times: jax.Array
-    count: jax.Array
-    overflow: jax.Array
-    slope: jax.Array
-    cond: jax.Array
-    grazing: jax.Array
+    """Round state, packed into few arrays (each loop-carried array costs a copy per round on XLA:CPU)."""
+
+    f: jax.Array  # [4, n] float: restart time t_r, V(t_r), I(t_r) (the free current), D = V(t_r) - V_f(t_r)
+    k: jax.Array  # [2, n] int32: restart segment r (n_seg: finished), stored spikes
+    flag: jax.Array  # [n] bool: overflow (more spikes than max_out)
+    rec: jax.Array  # [4, n, max_out] float: spike time, slope, cond, grazing (0/1)
 
 
-def _select(mask: jax.Array, *arrays: jax.Array) -> list[jax.Array]:
-    """Row ``k[n]`` of each float [K, n] array where ``mask = (kk == k)``: one masked sum over a stacked array
-    (a single reduction; per-array gathers or reductions each cost a kernel launch on XLA:CPU)."""
-    stacked = jnp.stack(arrays)  # [A, K, n]
-    out = jnp.sum(jnp.where(mask[None], stacked, 0.0), axis=1)
-    return list(out)
+# fields of the per-segment table (last axis of ``tab``, [K, n, 7])
+_B0, _B1, _VF, _IF, _X, _VMAX, _ELEN = range(7)
+WINDOW = 16  # segments screened per round and neuron (a neuron with no candidate in it skips past it)
 
 
-def _round(
-    st: _R,
-    sg: Segments,
-    vf: jax.Array,
-    if_: jax.Array,
-    vmax: jax.Array,
-    e_len: jax.Array,
-    c: Coef,
-    reset: int,
-) -> _R:
+def _rows(tab: jax.Array, k: jax.Array) -> jax.Array:
+    """Rows ``k`` ([..., n] indices, clipped to the table) of the [K, n, F] table: one gather, [..., n, F]."""
+    kk = jnp.clip(k, 0, tab.shape[0] - 1)
+    flat = kk.reshape(-1, kk.shape[-1])
+    return jnp.take_along_axis(tab, flat[:, :, None], axis=0).reshape(*kk.shape, tab.shape[2])
+
+
+def _round(st: _R, b: jax.Array, tab: jax.Array, nxt: jax.Array, c: Coef, reset: int) -> _R:
     """Find, solve and apply the next spike of every unfinished neuron (see module docstring).
 
     Screen: on segment k >= r the true V is V_f + D_k exp(-lam_m d) with D_k = D exp(-lam_m (b_k - t_r)), so
     max V <= max V_f + max(D_k, D_k exp(-lam_m len_k)) (the reset term is monotone). The first segment passing
     this bound (with a relative slack of 1e-9 against round-off) gets the exact bracket and root solve; if it
     does not fire after all, the neuron restarts at the next segment with the same D (one more round).
+    Only ``WINDOW`` segments are screened per round (work on [K, n] arrays costs ~10 ns per element on
+    XLA:CPU, more than the rest of the round): from r, or with D <= 0 (V <= V_f) from ``nxt[r]``, the first
+    segment whose free maximum reaches the threshold. A neuron without a candidate in its window restarts
+    after it (one more round, no spike).
     """
-    n_seg, n = vf.shape
-    kk = jnp.arange(n_seg)[:, None]
-    bs = jnp.broadcast_to(sg.b[:-1, None], (n_seg, n))
-    be = jnp.broadcast_to(sg.b[1:, None], (n_seg, n))
-    live = (kk >= st.r[None]) & ~st.done[None]
-    d_k = st.d[None] * jnp.exp(-c.lam_m * jnp.where(live, bs - st.t_r[None], 0.0))
+    n_seg, n = tab.shape[0], tab.shape[1]
+    t_r, v_r, i_r, d = st.f
+    r, count = st.k
+    lanes = jnp.arange(n)
+    start = jnp.where(d > 0, r, nxt[jnp.minimum(r, n_seg), lanes])  # V <= V_f when D <= 0: skip ahead
+    kw = start[None] + jnp.arange(WINDOW, dtype=jnp.int32)[:, None]  # [W, n]
+    win = _rows(tab, kw)  # [W, n, F]
+    bs, vmax, e_len = win[..., _B0], win[..., _VMAX], win[..., _ELEN]
+    d_k = d * jnp.exp(-c.lam_m * jnp.maximum(bs - t_r, 0.0))
     bound = vmax + jnp.maximum(d_k, d_k * e_len)
     slack = 1e-9 * (jnp.abs(vmax) + jnp.abs(d_k) + jnp.abs(c.v_th))
-    cand = live & (bound >= c.v_th - slack)
-    first = jnp.min(jnp.where(cand, kk, n_seg), axis=0).astype(jnp.int32)
-    has_cand = first < n_seg
-    b0, b1, vf_k, dk_k, if_k, x_k = _select(kk == first[None], bs, be, vf, d_k, if_, sg.x)
-    at_r = first == st.r
+    cand = (kw < n_seg) & (bound >= c.v_th - slack)
+    j = jnp.argmax(cand, axis=0)  # first candidate in the window
+    has_cand = jnp.any(cand, axis=0)
+    first = jnp.where(has_cand, start + j, jnp.minimum(start + WINDOW, n_seg)).astype(jnp.int32)
+    row = jnp.take_along_axis(win, j[None, :, None], axis=0)[0]  # [n, F]
+    b0, b1, vf_k, if_k, x_k = (row[:, q] for q in (_B0, _B1, _VF, _IF, _X))
+    at_r = first == r
     seg = Seg(
-        jnp.where(at_r, st.t_r, b0),
-        jnp.where(at_r, st.v_r, vf_k + dk_k),
-        jnp.where(at_r, st.i_r, if_k),
+        jnp.where(at_r, t_r, b0),
+        jnp.where(at_r, v_r, vf_k + d * jnp.exp(-c.lam_m * jnp.maximum(b0 - t_r, 0.0))),
+        jnp.where(at_r, i_r, if_k),
         x_k,
         c,
     )
-    cr = next_crossing(seg, b1, has_cand)
-    spike = has_cand & cr.has
-    t_s = jnp.where(spike, cr.t, seg.t0)
-    v_at = voltage(t_s - seg.t0, seg)
+    has, immediate, lo, hi = bracket(seg, b1, has_cand)
+    sg_ = jax.lax.stop_gradient
+    t_root = root_time(seg, sg_(jnp.where(has, lo, seg.t0)), sg_(jnp.where(has, hi, seg.t0)), has)
+    spike = has | immediate
+    t_s = jnp.where(has, t_root, seg.t0)
+    dd = t_s - seg.t0
+    fp = jnp.where(has, slope(dd, seg), 0.0)
+    scale = sum(jnp.abs(a) for a in terms(dd, seg)) + jnp.abs(c.v_th)
+    cond_t = jnp.where(has, EPS * scale / jnp.maximum(jnp.abs(fp), 1e-300), 0.0)
+    grazing = has & (jnp.abs(fp) < _grazing_tol(seg))
     # reset at the crossing: hard -> v_reset; subtract -> V - (v_th - v_reset) (the same for continuous V)
-    v_after = c.v_reset if reset == 0 else v_at - (c.v_th - c.v_reset)
+    v_after = c.v_reset if reset == 0 else voltage(dd, seg) - (c.v_th - c.v_reset)
     t_e = t_s + c.t_ref
-    # restart segment: the one with b[r] < t_e <= b[r+1] (an input at exactly t_e is applied after the restart)
-    r_spk = jnp.maximum(first, jnp.sum(sg.b[:, None] < t_e[None], axis=0) - 1)
-    # a candidate that does not fire: continue at the next segment with the same D
-    r_new = jnp.where(spike, r_spk, first + 1).astype(jnp.int32)
-    b_r, vf_r, if_r, x_r = _select(kk == r_new[None], bs, vf, if_, sg.x)
+    # restart segment: the one with b[r] < t_e <= b[r+1] (an input at exactly t_e is applied after the restart);
+    # the crossing's own segment unless the refractory period runs past its end
+    r_spk = jax.lax.cond(
+        jnp.any(spike & (t_e > b1)),
+        lambda: jnp.maximum(first, jnp.sum(b[:, None] < t_e[None], axis=0).astype(jnp.int32) - 1),
+        lambda: first,
+    )
+    # no spike (no candidate in the window, or a candidate that does not fire): go on after it, same D
+    r_new = jnp.where(spike, r_spk, jnp.where(has_cand, first + 1, first)).astype(jnp.int32)
+    rn = _rows(tab, r_new)
+    b_r, vf_r, if_r, x_r = (rn[:, q] for q in (_B0, _VF, _IF, _X))
     t_new = jnp.where(spike, t_e, b_r)
     fr = Seg(b_r, vf_r, if_r, x_r, c)
     vf_new, i_new = voltage(t_new - b_r, fr), current(t_new - b_r, fr)
-    v_new = jnp.where(spike, v_after, vf_new + st.d * jnp.exp(-c.lam_m * (t_new - st.t_r)))
-    m = st.times.shape[1]
-    store = spike & (st.count < m)
-    rec = jax.nn.one_hot(jnp.minimum(st.count, m - 1), m, dtype=bool) & store[:, None]
-    overflow = st.overflow | (spike & ~store)
-    keep = st.done | ~has_cand
-    upd = lambda new, old: jnp.where(keep, old, new)  # noqa: E731
+    v_new = jnp.where(spike, v_after, vf_new + d * jnp.exp(-c.lam_m * (t_new - t_r)))
+    m = st.rec.shape[2]
+    store = spike & (count < m)
+    overflow = st.flag | (spike & ~store)
+    done = r >= n_seg
+    r_out = jnp.where(done | overflow | (r_new >= n_seg), n_seg, r_new)
+    f_new = jnp.stack([t_new, v_new, i_new, v_new - vf_new])
+    new = jnp.stack([t_s, fp, cond_t, grazing.astype(F64)])  # [4, n]
+    slot = jnp.where(store, count, m)  # out of range: dropped by the scatter
     return _R(
-        r=upd(r_new, st.r),
-        t_r=upd(t_new, st.t_r),
-        v_r=upd(v_new, st.v_r),
-        i_r=upd(i_new, st.i_r),
-        d=upd(v_new - vf_new, st.d),
-        done=keep | overflow | (r_new >= n_seg),
-        times=jnp.where(rec, t_s[:, None], st.times),
-        count=st.count + store.astype(jnp.int32),
-        overflow=overflow,
-        slope=jnp.where(rec, cr.slope[:, None], st.slope),
-        cond=jnp.where(rec, cr.cond[:, None], st.cond),
-        grazing=jnp.where(rec, cr.grazing[:, None], st.grazing),
+        f=jnp.where(done[None], st.f, f_new),
+        k=jnp.stack([r_out, count + store.astype(jnp.int32)]),
+        flag=overflow,
+        rec=st.rec.at[:, lanes, slot].set(new, mode="drop"),
     )
 
 
@@ -275,34 +293,36 @@ def run_restart(
     reset = {"hard": 0, "subtract": 1}[p.reset]
     vf, if_, vmax = _free_states(sg, v0, i0, c)
     e_len = jnp.exp(-c.lam_m * (sg.b[1:, None] - sg.b[:-1, None]))  # decay of the reset term over a segment
-    zf = jnp.zeros((n, max_out), F64)
+    bcast = lambda a: jnp.broadcast_to(a[:, None], (n_seg, n))  # noqa: E731
+    tab = jnp.stack([bcast(sg.b[:-1]), bcast(sg.b[1:]), vf, if_, sg.x, vmax, e_len], axis=-1)  # [K, n, 7]
+    # nxt[k]: first segment >= k whose free maximum reaches the threshold (n_seg if none); V <= V_f bounds the
+    # true V when D <= 0, so such a neuron cannot fire before nxt[r] (slack 1e-9 against round-off)
+    reach = vmax >= c.v_th - 1e-9 * (jnp.abs(vmax) + jnp.abs(c.v_th))
+    kk = jnp.broadcast_to(jnp.arange(n_seg, dtype=jnp.int32)[:, None], (n_seg, n))
+    nxt = jax.lax.cummin(jnp.where(reach, kk, n_seg), axis=0, reverse=True)
+    nxt = jnp.concatenate([nxt, jnp.full((1, n), n_seg, jnp.int32)])  # [K + 1, n]
+    z = jnp.zeros((n,), F64)
     st = _R(
-        r=jnp.zeros((n,), jnp.int32),
-        t_r=jnp.broadcast_to(sg.b[0], (n,)),
-        v_r=vf[0],
-        i_r=if_[0],
-        d=jnp.zeros((n,), F64),
-        done=jnp.zeros((n,), bool),
-        times=jnp.full((n, max_out), jnp.inf, F64),
-        count=jnp.zeros((n,), jnp.int32),
-        overflow=jnp.zeros((n,), bool),
-        slope=zf,
-        cond=zf,
-        grazing=jnp.zeros((n, max_out), bool),
+        f=jnp.stack([jnp.broadcast_to(sg.b[0], (n,)), vf[0], if_[0], z]),
+        k=jnp.zeros((2, n), jnp.int32),
+        flag=jnp.zeros((n,), bool),
+        rec=jnp.concatenate([jnp.full((1, n, max_out), jnp.inf, F64), jnp.zeros((3, n, max_out), F64)]),
     )
 
     def body(s: _R, _: None) -> tuple[_R, None]:
         return jax.lax.cond(
-            jnp.all(s.done), lambda q: q, lambda q: _round(q, sg, vf, if_, vmax, e_len, c, reset), s
+            jnp.all(s.k[0] >= n_seg), lambda q: q, lambda q: _round(q, sg.b, tab, nxt, c, reset), s
         ), None
 
     # rounds: one per spike, plus rounds whose candidates (bound passed) all turn out not to fire
     st, _ = jax.lax.scan(body, st, None, length=max_out + max_out // 2 + 4)
     t_end = sg.b[-1]
+    t_r, v_r, _, d = st.f
     last = Seg(sg.b[n_seg - 1], vf[-1], if_[-1], sg.x[-1], c)
     vf_end = voltage(t_end - last.t0, last)
     i_end = current(t_end - last.t0, last)
-    refr = t_end <= st.t_r  # still refractory (or spiked exactly at t_end): V frozen at its reset value
-    v_end = jnp.where(refr, st.v_r, vf_end + st.d * jnp.exp(-c.lam_m * jnp.maximum(t_end - st.t_r, 0.0)))
-    truncated = jnp.any(~st.done)  # round budget exhausted: later spikes of some neuron are missing
-    return (st.times, st.count, st.overflow, truncated, st.slope, st.cond, st.grazing, v_end, i_end)
+    refr = t_end <= t_r  # still refractory (or spiked exactly at t_end): V frozen at its reset value
+    v_end = jnp.where(refr, v_r, vf_end + d * jnp.exp(-c.lam_m * jnp.maximum(t_end - t_r, 0.0)))
+    truncated = jnp.any(st.k[0] < n_seg)  # round budget exhausted: later spikes of some neuron are missing
+    times, slp, cnd, graz = st.rec
+    return (times, st.k[1], st.flag, truncated, slp, cnd, graz > 0, v_end, i_end)
