@@ -9,13 +9,29 @@ surrogate (SuperSpike, k = 25) and JAX's default matmul precision, on the same d
 Spyx's LIF fires on the membrane of the previous step (its spikes lag one step behind ours); the work per step is
 the same. As a check that both sides run the same network, the first layer's final membranes are compared.
 
-Run: ``python benchmarks/reference_speed.py [--repeats 20]``; prints both times (median) and the speed ratio.
+Our side differentiates its neuron loops with the hand-derived adjoint (``sim/reference_adjoint.py``, the default);
+``--autodiff`` also times JAX's autodiff of the plain loop (``adjoint=False``) in the same run.
+
+Both wall-clock and process CPU time are printed, and the minor page faults per call: on CPU every call's
+temporaries come from fresh memory (XLA's temp allocation exceeds glibc's mmap threshold), one fault per 4 KiB,
+which is a large part of both sides' non-GEMM time. On a machine whose second core is busy the GEMMs (multi-threaded)
+lose most and the ratio drops (measured 1.13-1.16x with one free core, 1.3-1.4x with two).
+
+``--hugepages`` re-runs the script with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (glibc >= 2.35, transparent huge
+pages in ``madvise`` or ``always`` mode): malloc then backs large blocks with 2 MiB pages and the faults all but
+vanish, for both sides alike (an environment setting of the process, not of either library).
+
+Run: ``python benchmarks/reference_speed.py [--repeats 20] [--autodiff] [--hugepages]``; prints both times (median)
+and the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
+import sys
 import time
 
 import jax
@@ -29,7 +45,7 @@ from snn_deploy.sim.train import feedforward
 N_IN, N_HID, N_OUT, BATCH, STEPS, BETA, DT = 700, 256, 20, 64, 256, 0.9, 1e-3
 
 
-def ours(seed: int):
+def ours(seed: int, adjoint: bool = True):
     graph = feedforward(
         [N_IN, N_HID, N_OUT], dt=DT, tau_mem=DT / (1 - BETA), readout="LIF", reset="subtract-next", seed=seed
     )
@@ -39,7 +55,9 @@ def ours(seed: int):
 
     def loss(p, x, y):
         merged = {n: {**frozen[n], **p.get(n, {})} for n in frozen}
-        out = simulate_params(graph, merged, x, record=False, precision=None, shard=False).output
+        out = simulate_params(
+            graph, merged, x, record=False, precision=None, shard=False, adjoint=adjoint
+        ).output
         return optax.softmax_cross_entropy_with_integer_labels(out.sum(1), y).mean()
 
     return graph, diff, jax.jit(jax.value_and_grad(loss))
@@ -69,20 +87,22 @@ def spyx_model(graph, seed: int):
     return model, state, jax.jit(jax.value_and_grad(loss))
 
 
-def timeit(fn, *args, repeats: int) -> tuple[float, float]:
-    """Median wall-clock and median process CPU time (seconds) of one call, after compile and warm-up.
+def timeit(fn, *args, repeats: int) -> tuple[float, float, float]:
+    """Median wall-clock and process CPU time (seconds) and minor page faults of one call, after compile and warm-up.
 
     CPU time is the steadier figure on a shared machine (it does not count time spent waiting for a core).
     """
     jax.block_until_ready(fn(*args))  # compile + warm-up
     jax.block_until_ready(fn(*args))
-    wall, cpu = [], []
+    wall, cpu, faults = [], [], []
     for _ in range(repeats):
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t0, c0 = time.perf_counter(), time.process_time()
         jax.block_until_ready(fn(*args))
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    return statistics.median(wall), statistics.median(cpu)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+    return statistics.median(wall), statistics.median(cpu), statistics.median(faults)
 
 
 def check_same_network(graph, model, x) -> float:
@@ -101,7 +121,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--autodiff", action="store_true", help="also time adjoint=False (JAX autodiff of the loop)"
+    )
+    ap.add_argument(
+        "--hugepages", action="store_true", help="re-run with glibc malloc on transparent huge pages"
+    )
     args = ap.parse_args()
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if args.hugepages and "glibc.malloc.hugetlb" not in tunables:
+        env = dict(os.environ, GLIBC_TUNABLES=":".join(t for t in (tunables, "glibc.malloc.hugetlb=1") if t))
+        os.execve(
+            sys.executable, [sys.executable, *sys.argv], env
+        )  # malloc reads its tunables at process start
+    if tunables:
+        print(f"GLIBC_TUNABLES={tunables}")
     rng = np.random.default_rng(args.seed)
     x = jnp.asarray((rng.random((BATCH, STEPS, N_IN)) < 0.05).astype(np.float32))
     y = jnp.asarray(rng.integers(0, N_OUT, BATCH))
@@ -111,7 +145,7 @@ def main() -> None:
     try:
         import spyx
     except ImportError:
-        t, _ = timeit(f_ours, p_ours, x, y, repeats=args.repeats)
+        t, _, _ = timeit(f_ours, p_ours, x, y, repeats=args.repeats)
         print(f"snn-deploy reference: {t * 1e3:.2f} ms; spyx is not installed (pip install spyx), no ratio")
         return
     model, s_spyx, f_spyx = spyx_model(graph, args.seed)
@@ -119,15 +153,20 @@ def main() -> None:
         f"spyx {getattr(spyx, '__version__', '?')}; first-layer membrane max |diff| at the last step: "
         f"{check_same_network(graph, model, x):.2e}"
     )
-    (w_spyx, c_spyx), (w_ours, c_ours) = (0.0, 0.0), (0.0, 0.0)
-    for _ in range(2):  # interleaved rounds, so that load changes on a shared machine hit both
-        w, c = timeit(f_spyx, s_spyx, x, y, repeats=args.repeats)
-        w_spyx, c_spyx = w_spyx + w / 2, c_spyx + c / 2
-        w, c = timeit(f_ours, p_ours, x, y, repeats=args.repeats)
-        w_ours, c_ours = w_ours + w / 2, c_ours + c / 2
-    print(f"per forward+backward (median of {args.repeats}, 2 interleaved rounds): wall ms / process CPU ms")
-    print(f"spyx:                 {w_spyx * 1e3:8.2f} / {c_spyx * 1e3:8.2f}")
-    print(f"snn-deploy reference: {w_ours * 1e3:8.2f} / {c_ours * 1e3:8.2f}")
+    sides = {"spyx": (f_spyx, s_spyx), "snn-deploy reference": (f_ours, p_ours)}
+    if args.autodiff:
+        sides["snn-deploy, autodiff loop"] = (ours(args.seed, adjoint=False)[2], p_ours)
+    acc = {name: [0.0, 0.0, 0.0] for name in sides}
+    for _ in range(2):  # interleaved rounds, so that load changes on a shared machine hit every side
+        for name, (fn, params) in sides.items():
+            for k, v in enumerate(timeit(fn, params, x, y, repeats=args.repeats)):
+                acc[name][k] += v / 2
+    print(
+        f"per forward+backward (median of {args.repeats}, 2 interleaved rounds): wall ms / CPU ms / page faults"
+    )
+    for name, (w, c, f) in acc.items():
+        print(f"{name + ':':27s} {w * 1e3:8.2f} / {c * 1e3:8.2f} / {f:7.0f}")
+    (w_spyx, c_spyx, _), (w_ours, c_ours, _) = acc["spyx"], acc["snn-deploy reference"]
     print(
         f"speed ratio (spyx time / ours): wall {w_spyx / w_ours:.2f}x, CPU time {c_spyx / c_ours:.2f}x "
         "(goal >= 1.5x)"

@@ -36,6 +36,7 @@ from snn_deploy.errors import ConventionError, InputError
 from snn_deploy.graph import Graph, PassRecord
 from snn_deploy.nodes import Affine, Delay, Input, Linear, Node, Output, frozen_array
 
+from .reference_adjoint import layer_constants, neuron_scan
 from .reference_ops import (
     NeuronStep,
     Surrogate,
@@ -67,6 +68,9 @@ class SimConfig:
         detach_reset: no gradient through the reset term (snnTorch's default).
         precision: matmul/conv precision (``"highest"``: true float32 on GPUs too; None: JAX's default).
         unroll: ``lax.scan`` unroll factor (speed only).
+        adjoint: differentiate layer-wise neuron loops with the hand-derived adjoint of
+            :mod:`snn_deploy.sim.reference_adjoint` (same values and gradients, faster); False: JAX's autodiff of
+            the plain loop (needed for forward-mode ``jax.jvp``/``jacfwd``).
     """
 
     dt: float
@@ -76,6 +80,7 @@ class SimConfig:
     detach_reset: bool = True
     precision: str | None = "highest"
     unroll: int = 1
+    adjoint: bool = True
 
 
 def resolve_config(
@@ -88,6 +93,7 @@ def resolve_config(
     detach_reset: bool = True,
     precision: str | None = "highest",
     unroll: int = 1,
+    adjoint: bool = True,
 ) -> SimConfig:
     """The graph's conventions, overridden by the arguments that are not None; checked."""
     conv = graph.conventions
@@ -103,7 +109,9 @@ def resolve_config(
         raise ConventionError(f"unknown method {method!r}", fix=f"use one of {', '.join(METHODS)}")
     if reset not in RESETS:
         raise ConventionError(f"unknown reset {reset!r}", fix=f"use one of {', '.join(RESETS)}")
-    return SimConfig(dt, method, reset, as_surrogate(surrogate), detach_reset, precision, int(unroll))
+    return SimConfig(
+        dt, method, reset, as_surrogate(surrogate), detach_reset, precision, int(unroll), bool(adjoint)
+    )
 
 
 def _float_dtype(dtype: Any = None) -> jnp.dtype:
@@ -206,9 +214,25 @@ class Simulator:
             for n in graph.nodes
             if n.is_neuron
         }
+        # neurons fed only by a Linear of an Input that feeds nothing else: the product stays batch-major (one
+        # plain matmul) and the adjoint's neuron loop reads it (and writes its gradient) in that layout
+        self.bm_neurons = frozenset(
+            c.nodes[0] for c in self.plan if not c.cyclic and self._fed_by_private_input_linear(c.nodes[0])
+        )
+        self.bm_linears = frozenset(self.graph.predecessors(n, recurrent=False)[0] for n in self.bm_neurons)
         devices = jax.devices()
         self.mesh = Mesh(np.array(devices), ("batch",)) if shard and len(devices) > 1 else None
         self._jit = jax.jit(self._run)
+
+    def _fed_by_private_input_linear(self, name: str) -> bool:
+        """A neuron whose only input is a Linear that reads one Input and feeds only this neuron."""
+        srcs = self.graph.predecessors(name, recurrent=False)
+        if name not in self.steps or len(srcs) != 1 or not isinstance(self.nodes[srcs[0]], Linear):
+            return False
+        lin = srcs[0]
+        lin_srcs = self.graph.predecessors(lin, recurrent=False)
+        only_succ = list(self.graph.successors(lin)) == [name]
+        return only_succ and len(lin_srcs) == 1 and isinstance(self.nodes[lin_srcs[0]], Input)
 
     # ------------------------------------------------------------------ state
 
@@ -278,6 +302,10 @@ class Simulator:
             return  # read from ``inputs`` (batch-major) by its successors
         p = params.get(name, {})
         srcs = self.graph.predecessors(name, recurrent=False)
+        if name in self.bm_linears:  # batch-major (B, T, out), read only by its neuron (see bm_neurons)
+            y = jnp.matmul(inputs[srcs[0]], p["weight"].T, precision=self.config.precision)
+            vals[name] = y + p["bias"] if isinstance(node, Affine) else y
+            return
         if isinstance(node, Linear) and len(srcs) == 1 and srcs[0] not in vals:
             y = dense_to_time_major(inputs[srcs[0]], p["weight"], self.config.precision)
             vals[name] = y + p["bias"] if isinstance(node, Affine) else y
@@ -286,10 +314,19 @@ class Simulator:
         if name in self.steps:
             step = self.steps[name]
             st0 = state["nodes"][name]
+            keep = name in self.record
+            if self.config.adjoint:
+                k = layer_constants(step, coefficients(type(node), p, self.config.dt, self.config.method), p)
+                new_nodes[name], vals[name], rec = neuron_scan(
+                    step, k, st0, x, keep=keep, unroll=self.config.unroll, batch_major=name in self.bm_neurons
+                )
+                if keep:
+                    recs[name] = rec
+                return
             consts = step.constants(
                 coefficients(type(node), p, self.config.dt, self.config.method), p, st0["v"].shape
             )
-            keep = name in self.record
+            x = _tm(x) if name in self.bm_neurons else x
 
             def body(carry, x_t):
                 st, k = carry
@@ -458,7 +495,7 @@ def simulate_params(
 ) -> Result:
     """Simulate ``graph`` with parameters ``params`` (differentiable in ``params``; usable inside ``jax.grad``).
 
-    Extra keyword arguments go to :class:`SimConfig` (``detach_reset``, ``precision``, ``unroll``).
+    Extra keyword arguments go to :class:`SimConfig` (``detach_reset``, ``precision``, ``unroll``, ``adjoint``).
     """
     cfg = resolve_config(graph, dt=dt, method=method, reset=reset, surrogate=surrogate, **config)
     sim = simulator(graph, cfg, record=record, shard=shard)
