@@ -9,7 +9,8 @@ surrogate (SuperSpike, k = 25) and JAX's default matmul precision, on the same d
 Spyx's LIF fires on the membrane of the previous step (its spikes lag one step behind ours); the work per step is
 the same. As a check that both sides run the same network, the first layer's final membranes are compared.
 
-Our side differentiates its neuron loops with the hand-derived adjoint (``sim/reference_adjoint.py``, the default);
+Our side differentiates its neuron loops with the hand-derived adjoint (``sim/reference_adjoint.py``, the default;
+the first layer runs as one fused Linear + LIF op, ``linear_neuron_scan``);
 ``--autodiff`` also times JAX's autodiff of the plain loop (``adjoint=False``) in the same run.
 
 Both wall-clock and process CPU time are printed, and the minor page faults per call: on CPU every call's

@@ -36,7 +36,7 @@ from snn_deploy.errors import ConventionError, InputError
 from snn_deploy.graph import Graph, PassRecord
 from snn_deploy.nodes import Affine, Delay, Input, Linear, Node, Output, frozen_array
 
-from .reference_adjoint import layer_constants, neuron_scan
+from .reference_adjoint import layer_constants, linear_neuron_scan, neuron_scan
 from .reference_ops import (
     NeuronStep,
     Surrogate,
@@ -220,6 +220,14 @@ class Simulator:
             c.nodes[0] for c in self.plan if not c.cyclic and self._fed_by_private_input_linear(c.nodes[0])
         )
         self.bm_linears = frozenset(self.graph.predecessors(n, recurrent=False)[0] for n in self.bm_neurons)
+        # of those, the ones the adjoint runs with their Linear as one op (linear_neuron_scan: the product is not
+        # kept for the backward pass); the Linear itself then computes nothing
+        self.fused_neurons = frozenset(
+            n for n in self.bm_neurons if config.adjoint and not self.steps[n].has_synapse
+        )
+        self.fused_linears = frozenset(
+            self.graph.predecessors(n, recurrent=False)[0] for n in self.fused_neurons
+        )
         devices = jax.devices()
         self.mesh = Mesh(np.array(devices), ("batch",)) if shard and len(devices) > 1 else None
         self._jit = jax.jit(self._run)
@@ -302,6 +310,8 @@ class Simulator:
             return  # read from ``inputs`` (batch-major) by its successors
         p = params.get(name, {})
         srcs = self.graph.predecessors(name, recurrent=False)
+        if name in self.fused_linears:  # computed inside its neuron's linear_neuron_scan
+            return
         if name in self.bm_linears:  # batch-major (B, T, out), read only by its neuron (see bm_neurons)
             y = jnp.matmul(inputs[srcs[0]], p["weight"].T, precision=self.config.precision)
             vals[name] = y + p["bias"] if isinstance(node, Affine) else y
@@ -310,13 +320,30 @@ class Simulator:
             y = dense_to_time_major(inputs[srcs[0]], p["weight"], self.config.precision)
             vals[name] = y + p["bias"] if isinstance(node, Affine) else y
             return
-        x = self._ff_input(name, vals, inputs)
+        x = None if name in self.fused_neurons else self._ff_input(name, vals, inputs)
         if name in self.steps:
             step = self.steps[name]
             st0 = state["nodes"][name]
             keep = name in self.record
             if self.config.adjoint:
                 k = layer_constants(step, coefficients(type(node), p, self.config.dt, self.config.method), p)
+                if name in self.fused_neurons:
+                    lin = srcs[0]
+                    lp = params[lin]
+                    new_nodes[name], vals[name], rec = linear_neuron_scan(
+                        step,
+                        k,
+                        st0,
+                        inputs[self.graph.predecessors(lin, recurrent=False)[0]],
+                        lp["weight"],
+                        lp["bias"] if isinstance(self.nodes[lin], Affine) else None,
+                        keep=keep,
+                        unroll=self.config.unroll,
+                        precision=self.config.precision,
+                    )
+                    if keep:
+                        recs[name] = rec
+                    return
                 new_nodes[name], vals[name], rec = neuron_scan(
                     step, k, st0, x, keep=keep, unroll=self.config.unroll, batch_major=name in self.bm_neurons
                 )

@@ -13,10 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_helpers import conv
 
+from snn_deploy.errors import ConventionError
 from snn_deploy.graph import Graph
-from snn_deploy.nodes import IF, LI, LIF, Affine, CubaLI, CubaLIF, Input, Integrator, Output
+from snn_deploy.nodes import IF, LI, LIF, Affine, CubaLI, CubaLIF, Input, Integrator, Linear, Output
 from snn_deploy.sim.reference import extract_params, resolve_config, simulator
-from snn_deploy.sim.reference_ops import SURROGATES, Surrogate
+from snn_deploy.sim.reference_adjoint import linear_neuron_scan
+from snn_deploy.sim.reference_ops import SURROGATES, NeuronStep, Surrogate
 
 KINDS = ("LIF", "CubaLIF", "IF", "LI", "CubaLI", "Integrator")
 RESETS = ("zero", "subtract", "subtract-next")
@@ -43,8 +45,9 @@ def _neuron(kind: str, name: str, n: int, rng: np.random.Generator):
 def _graph(chains: tuple[tuple[str, ...], ...], method: str, reset: str, seed: int) -> Graph:
     """in(4) -> one branch per chain, each ``(Affine -> neuron)`` per kind in it, to its own Output.
 
-    The first neuron of a branch is fed by a hoisted Linear (input gradient written batch-major), later ones by a
-    Linear of a time-major series. Neurons are 5 wide, then 3.
+    The first neuron of a branch is fed by a hoisted Affine of the Input (kinds without a synapse: fused with it,
+    ``linear_neuron_scan``; Cuba kinds: input gradient written batch-major), later ones by a Linear of a
+    time-major series. Neurons are 5 wide, then 3.
     """
     rng = np.random.default_rng(seed)
     nodes, edges, outs = [Input("in", shape=(4,))], [], []
@@ -149,35 +152,29 @@ def test_adjoint_matches_autodiff_every_surrogate_and_method(surrogate, method):
     _check((("CubaLIF", "IF"), ("LIF",)), method, "subtract", Surrogate(surrogate), False, seed=5)
 
 
+def _random_graphs(max_chains: int) -> dict:
+    """Hypothesis strategies for :func:`_check`: chains of neuron kinds, method, reset, surrogate, detach, seed."""
+    kinds = st.lists(st.sampled_from(KINDS), min_size=1, max_size=3).map(tuple)
+    return dict(
+        chains=st.lists(kinds, min_size=1, max_size=max_chains).map(tuple),
+        method=st.sampled_from(["euler", "exact"]),
+        reset=st.sampled_from(RESETS),
+        surrogate=st.sampled_from(SURROGATES),
+        scale=st.none() | st.floats(0.5, 10.0),
+        detach=st.booleans(),
+        seed=st.integers(0, 2**16),
+    )
+
+
 @settings(max_examples=4, deadline=None)
-@given(
-    chains=st.lists(
-        st.lists(st.sampled_from(KINDS), min_size=1, max_size=3).map(tuple), min_size=1, max_size=2
-    ).map(tuple),
-    method=st.sampled_from(["euler", "exact"]),
-    reset=st.sampled_from(RESETS),
-    surrogate=st.sampled_from(SURROGATES),
-    scale=st.none() | st.floats(0.5, 10.0),
-    detach=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
+@given(**_random_graphs(2))
 def test_adjoint_matches_autodiff_random_graphs(chains, method, reset, surrogate, scale, detach, seed):
     _check(chains, method, reset, Surrogate(surrogate, scale), detach, seed)
 
 
 @pytest.mark.slow
 @settings(max_examples=60, deadline=None)
-@given(
-    chains=st.lists(
-        st.lists(st.sampled_from(KINDS), min_size=1, max_size=3).map(tuple), min_size=1, max_size=3
-    ).map(tuple),
-    method=st.sampled_from(["euler", "exact"]),
-    reset=st.sampled_from(RESETS),
-    surrogate=st.sampled_from(SURROGATES),
-    scale=st.none() | st.floats(0.5, 10.0),
-    detach=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
+@given(**_random_graphs(3))
 def test_adjoint_matches_autodiff_random_graphs_many(chains, method, reset, surrogate, scale, detach, seed):
     _check(chains, method, reset, Surrogate(surrogate, scale), detach, seed)
 
@@ -196,3 +193,69 @@ def test_no_record_and_unused_state_matches_autodiff():
     got = jax.grad(loss)(params, True)
     _assert_close_tree(got, want)
     assert np.max(np.abs(np.asarray(want["fc0_0"]["weight"]))) > 0  # a non-trivial gradient was compared
+
+
+def _fused_graph(reset: str, seed: int) -> Graph:
+    """in(4) -> bias-free Linear -> LIF, and in -> Linear -> LI: both run as one fused Linear + neuron op."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        Input("in", shape=(4,)),
+        Linear("fc_a", weight=rng.normal(size=(5, 4)) * 1.5),
+        _neuron("LIF", "lif", 5, rng),
+        Linear("fc_b", weight=rng.normal(size=(3, 4))),
+        _neuron("LI", "li", 3, rng),
+        Output("out_a", shape=(5,)),
+        Output("out_b", shape=(3,)),
+    ]
+    edges = [
+        ("in", "fc_a"),
+        ("fc_a", "lif"),
+        ("lif", "out_a"),
+        ("in", "fc_b"),
+        ("fc_b", "li"),
+        ("li", "out_b"),
+    ]
+    return Graph.build(nodes, edges, conventions=conv(DT, "exact", reset))
+
+
+@pytest.mark.parametrize("reset", RESETS)
+def test_fused_linear_without_bias_matches_autodiff(reset):
+    """linear_neuron_scan: bias-free Linear, spiking and non-spiking kinds, with and without the record."""
+    g = _fused_graph(reset, seed=7)
+    assert simulator(g, resolve_config(g), shard=False).fused_neurons == {"lif", "li"}
+    assert not simulator(g, resolve_config(g, adjoint=False), shard=False).fused_neurons
+    outs = _check_graph(g, reset)
+    s = np.asarray(outs[True][0].spikes["lif"])
+    assert 0 < s.mean() < 1  # spikes and silences
+
+    params = extract_params(g)
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(3, 16, 4)) * 2, jnp.float32)
+
+    def loss(p, x, adj):  # the training case: no record, final state unused
+        sim = simulator(g, resolve_config(g, adjoint=adj), record=False, shard=False)
+        out = sim(p, {"in": x})[0].outputs
+        return jnp.sum(out["out_a"] * x[..., :1]) + jnp.sum(out["out_b"] ** 2)
+
+    want = jax.grad(loss, argnums=(0, 1))(params, x, False)
+    got = jax.grad(loss, argnums=(0, 1))(params, x, True)
+    _assert_close_tree(got, want)
+    assert np.max(np.abs(np.asarray(want[0]["fc_a"]["weight"]))) > 0
+
+
+def _check_graph(g: Graph, reset: str):
+    outs, grads = _run_both(g, Surrogate(), detach=False, seed=2)
+    for a_leaf, b_leaf in zip(
+        jax.tree_util.tree_leaves(outs[True]), jax.tree_util.tree_leaves(outs[False]), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a_leaf), np.asarray(b_leaf))  # bit-identical forward
+    _assert_close_tree(grads[True], grads[False])
+    return outs
+
+
+def test_fused_op_refuses_synapse_kinds():
+    step = NeuronStep(CubaLIF, "zero", Surrogate(), True)
+    z = jnp.zeros((1, 2))
+    with pytest.raises(ConventionError, match="neuron_scan"):
+        linear_neuron_scan(
+            step, {}, {"v": z, "i": z}, jnp.zeros((1, 3, 2)), jnp.zeros((2, 2)), None, keep=False
+        )
