@@ -330,6 +330,36 @@ def teacher_forced(
     )
 
 
+LABELS = ("match", "marginal", "unexplained", "missed")
+
+
+@dataclass
+class LayerTally:
+    """One layer's counts (``spikes`` and the labels) and mismatches summed over the samples of a batch."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("spikes", *LABELS), 0))
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, rep: TimingReport, spikes: int, sample: int) -> None:
+        """Add the report of one sample whose target emitted ``spikes`` spikes (spike-steps)."""
+        self.counts["spikes"] += int(spikes)
+        for k in LABELS:
+            self.counts[k] += rep.counts[k]
+        self.mismatches += [{"sample": sample, **m} for m in rep.to_dict()["mismatches"]]
+
+
+def totals(layers: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Report totals over the per-layer ``counts``: spikes, matched, marginal, unexplained, missed."""
+    names = {
+        "spikes": "spikes",
+        "matched": "match",
+        "marginal": "marginal",
+        "unexplained": "unexplained",
+        "missed": "missed",
+    }
+    return {k: sum(lay["counts"][c] for lay in layers.values()) for k, c in names.items()}
+
+
 def _interval_of(t: np.ndarray, conv: StepConvention) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         return np.where(np.isfinite(t), np.floor((t - conv.t0) / conv.dt), np.inf)

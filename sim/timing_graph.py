@@ -34,7 +34,7 @@ import numpy as np
 
 from snn_deploy.graph import Graph
 from snn_deploy.sim.exact_graph import ExactGraphError, ExactLayer, exact_layers
-from snn_deploy.sim.timing import StepConvention, teacher_forced
+from snn_deploy.sim.timing import LayerTally, StepConvention, teacher_forced, totals
 
 TARGETS = ("reference", "xylo", "loihi2")
 
@@ -273,18 +273,16 @@ def timing_check(
     layers = [matched(lay, dt, obs.method) if time_constants == "matched" else lay for lay in nir_layers]
     n_b, n_t = x.shape[:2]
     t_eff = n_t - max([obs.latency.get(lay.name, 0) for lay in layers] + [0])
-    tot = {"spikes": 0, "matched": 0, "marginal": 0, "unexplained": 0, "missed": 0}
     per_layer: dict[str, Any] = {}
     for j, lay in enumerate(layers):
         lat = obs.latency.get(lay.name, 0)
-        ws, info = [lay.w], {}  # noqa: F841
+        ws = [lay.w]
         if lay.w_rec is not None:
             ws.append(lay.w_rec)
         if np.any(lay.bias != 0):
             ws.append(lay.bias[None])
         w = np.concatenate(ws)
-        counts = {"spikes": 0, "match": 0, "marginal": 0, "unexplained": 0, "missed": 0}
-        mism: list[dict] = []
+        tally = LayerTally()
         parts: dict[str, float] = {}
         for b in range(n_b):
             own = _align(obs.rasters[lay.name][b], lat, n_t)[:t_eff]
@@ -302,21 +300,16 @@ def timing_check(
             tol, pb = error_trace(lay, dt, obs, pulse @ w, own, nir_layers[j])
             parts = {k: max(parts.get(k, 0.0), v) for k, v in pb.items()}
             rep = teacher_forced(own, w, lay.neuron, StepConvention(dt), tol_v=tol, pulse=pulse)
-            counts["spikes"] += int(own.sum())
-            for k in ("match", "marginal", "unexplained", "missed"):
-                counts[k] += rep.counts[k]
-            for m in rep.to_dict()["mismatches"]:
-                mism.append({"sample": b, **m})
-        bound = parts
-        per_layer[lay.name] = {"latency_steps": lat, **bound, "counts": counts, "mismatches": mism, **info}
-        tot["spikes"] += counts["spikes"]
-        tot["matched"] += counts["match"]
-        tot["marginal"] += counts["marginal"]
-        tot["unexplained"] += counts["unexplained"]
-        tot["missed"] += counts["missed"]
+            tally.add(rep, own.sum(), b)
+        per_layer[lay.name] = {
+            "latency_steps": lat,
+            **parts,
+            "counts": tally.counts,
+            "mismatches": tally.mismatches,
+        }
     return {
         "target": target,
-        **tot,
+        **totals(per_layer),
         "convention": {
             "dt": dt,
             "steps_checked": t_eff,

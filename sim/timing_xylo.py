@@ -38,8 +38,9 @@ from typing import Any
 import numpy as np
 
 from snn_deploy.errors import SnnDeployError
+from snn_deploy.sim import xylo as xylo_sim
 from snn_deploy.sim.exact_core import CubaLIF, Neuron
-from snn_deploy.sim.timing import StepConvention, teacher_forced
+from snn_deploy.sim.timing import LayerTally, StepConvention, teacher_forced, totals
 
 MAX_INPUT_COUNT = 15  # the core caps input counts per step (xylo.md 3: n_in = min(x, 15))
 MAX_HIDDEN_COUNT = 31  # hidden neurons emit at most 31 spikes per step
@@ -59,19 +60,26 @@ class DeployedLayer:
     cols: slice
     w: np.ndarray
     neuron: Neuron
-    a_syn: np.ndarray
-    a_mem: np.ndarray
     latency: int
     dash_syn: np.ndarray  # int
     dash_mem: np.ndarray
     thr: np.ndarray
     bias: np.ndarray
 
+    @property
+    def a_syn(self) -> np.ndarray:
+        """Per-step synaptic decay without rounding, 1 - 2^-dash_syn."""
+        return 1 - 2.0 ** -self.dash_syn.astype(np.float64)
+
+    @property
+    def a_mem(self) -> np.ndarray:
+        """Per-step membrane decay without rounding, 1 - 2^-dash_mem."""
+        return 1 - 2.0 ** -self.dash_mem.astype(np.float64)
+
 
 def _effective(w: np.ndarray, shift: int) -> np.ndarray:
     """Effective int16 weights ``wrap16(w << shift)`` as int64 (the C++ truncates the shifted weight to int16)."""
-    v = np.asarray(w, np.int64) << int(shift)
-    return ((v + 2**15) % 2**16) - 2**15
+    return xylo_sim._raw_effective(np.asarray(w, np.int64), shift).astype(np.int64) << int(shift)
 
 
 def continuous_neuron(
@@ -138,11 +146,8 @@ def deployed_layers(lowering: Any) -> list[DeployedLayer]:
                 spec.bias_out[cols],
             )
         p = continuous_neuron(*dash, lowering.dt)
-        a_s, a_m = 1 - 2.0 ** -np.asarray(dash[0], float), 1 - 2.0 ** -np.asarray(dash[1], float)
         ints = [np.asarray(a, np.int64) for a in dash]
-        layers.append(
-            DeployedLayer(m.node, m.kind, cols, w.astype(np.float64), p, a_s, a_m, int(m.latency), *ints)
-        )
+        layers.append(DeployedLayer(m.node, m.kind, cols, w.astype(np.float64), p, int(m.latency), *ints))
     return layers
 
 
@@ -213,18 +218,25 @@ def error_bound(lay: DeployedLayer, ex_i: np.ndarray, ex_v: np.ndarray) -> np.nd
     return out
 
 
-def _events(counts: np.ndarray, t0: np.ndarray, channel0: int) -> tuple[np.ndarray, np.ndarray]:
-    """One delta event per spike: counts [T, n] landing at times t0[k] on channels channel0 + j."""
-    k, j = np.nonzero(counts)
-    reps = counts[k, j].astype(np.int64)
-    return np.repeat(t0[k], reps), np.repeat(channel0 + j, reps)
+def delivered(lay: DeployedLayer, x: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """Counts [T, Nin + Nh] delivered to ``lay`` in each step of one sample: the input counts of step k (capped at
+    15; output layers have no input weights) and the hidden counts of step k - 1 (capped at 31)."""
+    x_k = np.minimum(x, MAX_INPUT_COUNT) if lay.kind == "hidden" else np.zeros_like(x)
+    h = np.minimum(hidden, MAX_HIDDEN_COUNT)
+    return np.concatenate([x_k, np.concatenate([np.zeros_like(h[:1]), h[:-1]])], axis=1).astype(np.int64)
+
+
+def _events(src: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """One delta event per delivered spike: ``src[k, c]`` events on channel c at the start of step k, k dt
+    (time-sorted: np.nonzero walks the rows in order)."""
+    k, c = np.nonzero(src)
+    reps = src[k, c]
+    return np.repeat(k * dt, reps), np.repeat(c, reps)
 
 
 def timing_check_deployed(lowering: Any, inputs: np.ndarray) -> dict[str, Any]:
     """Teacher-forced timing of the Xylo emulator on ``inputs`` (B, T, Nin) counts against the deployment's own
     continuous model; same report layout as :func:`snn_deploy.sim.timing_graph.timing_check`."""
-    from snn_deploy.sim import xylo as xylo_sim
-
     x = np.asarray(inputs)
     x = x[None] if x.ndim == 2 else x
     dt = float(lowering.dt)
@@ -235,38 +247,25 @@ def timing_check_deployed(lowering: Any, inputs: np.ndarray) -> dict[str, Any]:
         "output": (np.asarray(rec["Vmem_out"]), np.asarray(rec["Isyn_out"])),
     }
     n_b, n_t = x.shape[:2]
-    n_in = x.shape[2]
-    starts = np.arange(n_t) * dt
-    tot = {"spikes": 0, "matched": 0, "marginal": 0, "unexplained": 0, "missed": 0}
     per_layer: dict[str, Any] = {}
     for lay in deployed_layers(lowering):
         own_all = (hidden[..., lay.cols] if lay.kind == "hidden" else np.asarray(out)[..., lay.cols]).astype(
             np.int64
         )
         v_all, i_all = (s[..., lay.cols] for s in states[lay.kind])
-        counts = {"spikes": 0, "match": 0, "marginal": 0, "unexplained": 0, "missed": 0}
-        mism: list[dict] = []
+        tally = LayerTally()
         tol_max, sat_steps, sat_max = 0.0, 0, 0.0
         for b in range(n_b):
-            x_b = np.minimum(x[b], MAX_INPUT_COUNT) if lay.kind == "hidden" else np.zeros_like(x[b])
-            h_b = np.minimum(hidden[b], MAX_HIDDEN_COUNT)
-            src = np.concatenate([x_b, np.concatenate([np.zeros_like(h_b[:1]), h_b[:-1]])], axis=1)
-            ex_i, ex_v = saturation_excess(lay, src.astype(np.int64), v_all[b], i_all[b], own_all[b])
+            src = delivered(lay, x[b], hidden[b])
+            ex_i, ex_v = saturation_excess(lay, src, v_all[b], i_all[b], own_all[b])
             tol = error_bound(lay, ex_i, ex_v)
             tol_max = max(tol_max, float(tol.max()))
             sat_steps += int(np.sum((ex_i > 0) | (ex_v > 0)))
             sat_max = max(sat_max, float(max(ex_i.max(), ex_v.max())))
-            et_x, ec_x = _events(x_b, starts, 0)
-            et_h, ec_h = _events(h_b, starts + dt, n_in)
-            et, ec = np.concatenate([et_x, et_h]), np.concatenate([ec_x, ec_h])
-            order = np.argsort(et, kind="stable")
             rep = teacher_forced(
-                own_all[b], lay.w, lay.neuron, StepConvention(dt), tol_v=tol, ev=(et[order], ec[order])
+                own_all[b], lay.w, lay.neuron, StepConvention(dt), tol_v=tol, ev=_events(src, dt)
             )
-            counts["spikes"] += int((own_all[b] > 0).sum())
-            for k in ("match", "marginal", "unexplained", "missed"):
-                counts[k] += rep.counts[k]
-            mism += [{"sample": b, **m} for m in rep.to_dict()["mismatches"]]
+            tally.add(rep, (own_all[b] > 0).sum(), b)
         per_layer[lay.name] = {
             "latency_steps": lay.latency,
             "tol_v_max": tol_max,
@@ -277,16 +276,12 @@ def timing_check_deployed(lowering: Any, inputs: np.ndarray) -> dict[str, Any]:
             "tau_mem_s": [float(np.min(lay.neuron.tau_mem)), float(np.max(lay.neuron.tau_mem))],
             "saturated_neuron_steps": sat_steps,
             "saturation_excess_max": sat_max,
-            "counts": counts,
-            "mismatches": mism,
+            "counts": tally.counts,
+            "mismatches": tally.mismatches,
         }
-        tot["spikes"] += counts["spikes"]
-        tot["matched"] += counts["match"]
-        for k in ("marginal", "unexplained", "missed"):
-            tot[k] += counts[k]
     return {
         "target": "xylo",
-        **tot,
+        **totals(per_layer),
         "convention": {
             "dt": dt,
             "steps_checked": n_t,

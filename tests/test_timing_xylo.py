@@ -16,10 +16,9 @@ from snn_deploy.backends.xylo_lower import lower
 from snn_deploy.sim import xylo as xylo_sim
 from snn_deploy.sim.timing import StepConvention, teacher_forced
 from snn_deploy.sim.timing_xylo import (
-    MAX_HIDDEN_COUNT,
-    MAX_INPUT_COUNT,
     DeployedLayer,
     continuous_neuron,
+    delivered,
     deployed_layers,
     error_bound,
     saturation_excess,
@@ -97,9 +96,7 @@ def test_error_bound_holds_on_the_emulator(gain):
         i_all = np.asarray(rec["Isyn" if hid else "Isyn_out"])[..., lay.cols].astype(np.int64)
         own = (hidden if hid else np.asarray(out))[..., lay.cols].astype(np.int64)
         for b in range(x.shape[0]):
-            x_b = np.minimum(x[b], MAX_INPUT_COUNT) if hid else np.zeros_like(x[b])
-            h_b = np.minimum(hidden[b], MAX_HIDDEN_COUNT)
-            src = np.concatenate([x_b, np.concatenate([np.zeros_like(h_b[:1]), h_b[:-1]])], axis=1)
+            src = delivered(lay, x[b], hidden[b])
             ex_i, ex_v = saturation_excess(lay, src, v_all[b], i_all[b], own[b])
             saturated += int(np.sum(ex_v > 0) + np.sum(ex_i > 0))
             tol = error_bound(lay, ex_i, ex_v)
