@@ -302,9 +302,10 @@ def simulate_layer(
         )
     validate(p)
     v, i = _init_state(n, v0, i0)
+    xc = None if x_const is None else jnp.broadcast_to(jnp.asarray(x_const, F64), (n,))
     if pick_engine(engine, p, w_rec, max_spike_steps) == "restart":
         t0, te = jnp.asarray(t_start, F64), jnp.asarray(t_end, F64)
-        xc = jnp.zeros((n,), F64) if x_const is None else jnp.broadcast_to(jnp.asarray(x_const, F64), (n,))
+        xc = jnp.zeros((n,), F64) if xc is None else xc
         return SpikeTrain(*run_delta(ev_t, ev_ch, w, p, v, i, t0, te, xc, max_out=max_out))
     inp = {"t": ev_t, "ch": ev_ch, "w": w}
     if w_rec is not None:
@@ -321,7 +322,7 @@ def simulate_layer(
         i0=i,
         t_start=jnp.asarray(t_start, F64),
         kind="delta",
-        x0=None if x_const is None else jnp.broadcast_to(jnp.asarray(x_const, F64), (n,)),
+        x0=xc,
     )
 
 
