@@ -341,12 +341,16 @@ class Simulator:
                         unroll=self.config.unroll,
                         precision=self.config.precision,
                     )
-                    if keep:
-                        recs[name] = rec
-                    return
-                new_nodes[name], vals[name], rec = neuron_scan(
-                    step, k, st0, x, keep=keep, unroll=self.config.unroll, batch_major=name in self.bm_neurons
-                )
+                else:
+                    new_nodes[name], vals[name], rec = neuron_scan(
+                        step,
+                        k,
+                        st0,
+                        x,
+                        keep=keep,
+                        unroll=self.config.unroll,
+                        batch_major=name in self.bm_neurons,
+                    )
                 if keep:
                     recs[name] = rec
                 return
