@@ -168,30 +168,20 @@ def _forward_loop(
     series less; speed only).
     """
     step = spec.step
-    syn, spiking, reset = step.has_synapse, step.spiking, step.reset
 
     def body(carry, x_t: Array) -> tuple[State, dict[str, Array]]:
         st, buf = carry if m_over_x else (carry, x)
         t = x_t
         if spec.batch_major:  # x_t is the step index
             x_t = jax.lax.dynamic_index_in_dim(buf, t, axis=1, keepdims=False)
-        v = k["a_mem"] * st["v"] + k["k_x"] * x_t + k["c"]
-        new: State = {}
-        ys: dict[str, Array] = {}
-        if syn:
-            v = v + k["k_i"] * st["i"]
-            new["i"] = ys["i"] = k["a_syn"] * st["i"] + k["b_syn"] * x_t
-        ys["m"] = v
-        if spiking:
-            theta = k["v_threshold"]
-            if reset == "subtract-next":
-                v = ys["m"] = v - theta * st["s"]
-            s = ys["s"] = (v - theta > 0).astype(v.dtype)  # heaviside's forward: strict v > v_threshold
-            if reset == "zero":
-                v = v + s * (k["v_reset"] - v)
-            elif reset == "subtract":
-                v = v - s * theta
-            else:
+        v, new = step.membrane(k, st, x_t)  # NeuronStep's own expressions: bit-identical to the autodiff path
+        ys: dict[str, Array] = {"m": v}
+        if step.has_synapse:
+            ys["i"] = new["i"]
+        if step.spiking:
+            s, v = step.fire(k, v)
+            ys["s"] = s
+            if step.reset == "subtract-next":
                 new["s"] = s
         new["v"] = v
         if m_over_x:  # in place: XLA updates the carried buffer, x[:, t] is not read again
@@ -205,13 +195,9 @@ def _forward_loop(
     return st, {**ys, "m": m}
 
 
-def _post_reset(step: NeuronStep, k: dict[str, Array], m: Array, s: Array | None) -> Array:
-    """Membrane after the reset, from ``m`` and the spikes (the loop's own expressions, so bit-identical)."""
-    if not step.spiking or step.reset == "subtract-next":
-        return m
-    if step.reset == "zero":
-        return m + s * (k["v_reset"] - m)
-    return m - s * k["v_threshold"]
+def _post_reset(step: NeuronStep, k: dict[str, Array], m: Array) -> Array:
+    """Membrane after the reset, from ``m`` (the loop's own :meth:`NeuronStep.fire`, so bit-identical)."""
+    return step.fire(k, m)[1] if step.spiking else m
 
 
 def _outputs(spec: _Static, k, st, ys, m_bm: bool = False) -> tuple[State, Array, dict[str, Array]]:
@@ -221,7 +207,7 @@ def _outputs(spec: _Static, k, st, ys, m_bm: bool = False) -> tuple[State, Array
     out = ys["s"] if step.spiking else m
     rec: dict[str, Array] = {}
     if spec.keep:
-        rec["v"] = _post_reset(step, k, m, ys.get("s"))
+        rec["v"] = _post_reset(step, k, m)
         if step.spiking:
             rec["spikes"] = ys["s"]
         if step.has_synapse:

@@ -345,29 +345,44 @@ class NeuronStep:
         keys = [n for n in k if n not in ("a_syn", "b_syn", "k_i") or n in used]
         return {n: jnp.broadcast_to(k[n], shape) for n in keys}
 
-    def __call__(
+    def membrane(
         self, coef: dict[str, Array], state: dict[str, Array], x: Array
-    ) -> tuple[dict[str, Array], Array, dict[str, Array]]:
-        """One step with :meth:`constants` ``coef``: returns (new state, node output, record {'spikes','v','i'})."""
+    ) -> tuple[Array, dict[str, Array]]:
+        """The membrane before the spike decision (after snnTorch's next-step subtraction) and the new synaptic
+        current (``{'i': ...}`` for Cuba nodes, else ``{}``)."""
         v = coef["a_mem"] * state["v"] + coef["k_x"] * x + coef["c"]
         new: dict[str, Array] = {}
         if self.has_synapse:
             v = v + coef["k_i"] * state["i"]
             new["i"] = coef["a_syn"] * state["i"] + coef["b_syn"] * x
+        if self.spiking and self.reset == "subtract-next":
+            s_prev = jax.lax.stop_gradient(state["s"]) if self.detach_reset else state["s"]
+            v = (
+                v - coef["v_threshold"] * s_prev
+            )  # snnTorch: mem = beta*mem + syn - reset*threshold, reset from last step
+        return v, new
+
+    def fire(self, coef: dict[str, Array], m: Array) -> tuple[Array, Array]:
+        """Spikes from the pre-spike membrane ``m`` and the membrane after the reset (spiking nodes only)."""
+        theta = coef["v_threshold"]
+        s = heaviside(self.surrogate, m - theta)
+        r = jax.lax.stop_gradient(s) if self.detach_reset else s
+        if self.reset == "zero":
+            return s, m + r * (coef["v_reset"] - m)
+        if self.reset == "subtract":
+            return s, m - r * theta
+        return s, m  # subtract-next: subtracted at the next step (see :meth:`membrane`)
+
+    def __call__(
+        self, coef: dict[str, Array], state: dict[str, Array], x: Array
+    ) -> tuple[dict[str, Array], Array, dict[str, Array]]:
+        """One step with :meth:`constants` ``coef``: returns (new state, node output, record {'spikes','v','i'})."""
+        v, new = self.membrane(coef, state, x)
         if not self.spiking:
             new["v"] = v
             return new, v, dict(new)
-        theta = coef["v_threshold"]
+        s, v = self.fire(coef, v)
         if self.reset == "subtract-next":
-            s_prev = jax.lax.stop_gradient(state["s"]) if self.detach_reset else state["s"]
-            v = v - theta * s_prev  # snnTorch: mem = beta*mem + syn - reset*threshold, reset from last step
-        s = heaviside(self.surrogate, v - theta)
-        r = jax.lax.stop_gradient(s) if self.detach_reset else s
-        if self.reset == "zero":
-            v = v + r * (coef["v_reset"] - v)
-        elif self.reset == "subtract":
-            v = v - r * theta
-        else:
             new["s"] = s
         new["v"] = v
         rec = {"spikes": s, "v": v}
