@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from snn_deploy.discretize import cuba_input_gain, exact_k
 from snn_deploy.errors import ConventionError
 from snn_deploy.nodes import (
     IF,
@@ -132,13 +133,6 @@ def _heaviside_jvp(surrogate: Surrogate, primals: tuple, tangents: tuple) -> tup
 COEFF_KEYS = ("a_syn", "b_syn", "a_mem", "k_i", "k_x", "c")
 
 
-def _phi(z: Array) -> Array:
-    """``expm1(z)/z`` with ``phi(0) = 1`` (same guard as :func:`snn_deploy.discretize._phi`)."""
-    small = jnp.abs(z) < 1e-8
-    safe = jnp.where(small, 1.0, z)
-    return jnp.where(small, 1.0 + z / 2.0, jnp.expm1(safe) / safe)
-
-
 def coefficients(kind: type[Node], p: Params, dt: float, method: str) -> dict[str, Array]:
     """JAX twin of :func:`snn_deploy.discretize.step_coefficients` (differentiable in the node's parameters).
 
@@ -149,7 +143,7 @@ def coefficients(kind: type[Node], p: Params, dt: float, method: str) -> dict[st
         return dict(a_syn=0 * one, b_syn=one, a_mem=one, k_i=0 * one, k_x=dt * p["r"], c=0 * one)
     if issubclass(kind, (LIF, LI)):
         decay = 1.0 - dt / p["tau"] if method == "euler" else jnp.exp(-dt / p["tau"])
-        gain = 1.0 - decay
+        gain = dt / p["tau"] if method == "euler" else -jnp.expm1(-dt / p["tau"])
         zero = jnp.zeros_like(decay)
         return dict(
             a_syn=zero,
@@ -172,16 +166,14 @@ def coefficients(kind: type[Node], p: Params, dt: float, method: str) -> dict[st
                 k_x=g * p["r"] * b_syn,
                 c=g * p["v_leak"],
             )
-        a_syn = jnp.exp(-dt / p["tau_syn"])
-        a_mem = jnp.exp(-dt / p["tau_mem"])
-        big_k = dt / p["tau_mem"] * a_mem * _phi(dt / p["tau_mem"] - dt / p["tau_syn"])
+        x, y = dt / p["tau_mem"], dt / p["tau_syn"]
         return dict(
-            a_syn=a_syn,
-            b_syn=(1.0 - a_syn) * p["w_in"],
-            a_mem=a_mem,
-            k_i=p["r"] * big_k,
-            k_x=p["r"] * p["w_in"] * (1.0 - a_mem - big_k),
-            c=(1.0 - a_mem) * p["v_leak"],
+            a_syn=jnp.exp(-y),
+            b_syn=-jnp.expm1(-y) * p["w_in"],
+            a_mem=jnp.exp(-x),
+            k_i=p["r"] * exact_k(x, y, jnp),
+            k_x=p["r"] * p["w_in"] * cuba_input_gain(x, y, jnp),
+            c=-jnp.expm1(-x) * p["v_leak"],
         )
     raise ConventionError(f"{kind.__name__} is not a neuron node")
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import decimal
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_helpers import a, chain
 
-from snn_deploy.discretize import step_coefficients
+from snn_deploy.discretize import cuba_input_gain, exact_k, step_coefficients
 from snn_deploy.nodes import IF, LI, LIF, CubaLI, CubaLIF, Integrator
 from snn_deploy.sim.reference import simulate
 from snn_deploy.sim.reference_ops import coefficients
@@ -204,3 +207,42 @@ def test_coefficients_match_discretize(tau_mem, tau_syn, r, w_in, v_leak, dt, me
             got = coefficients(type(node), {k: np.asarray(v) for k, v in node.params().items()}, dt, method)
             for k in want:
                 np.testing.assert_allclose(np.asarray(got[k]), want[k], rtol=1e-12, atol=1e-15, err_msg=k)
+
+
+# --- exact CubaLIF gains: full relative precision against 40-digit decimal arithmetic ----------------------------
+
+
+def _decimal_gains(x: float, y: float) -> tuple[float, float]:
+    """``K`` and ``1 - exp(-x) - K`` in 40-digit decimal arithmetic (the limit ``x*exp(-x)`` where ``x == y``)."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 40
+        dx, dy = decimal.Decimal(x), decimal.Decimal(y)
+        k = dx * (-dx).exp() if x == y else dx * ((-dy).exp() - (-dx).exp()) / (dx - dy)
+        return float(k), float(1 - (-dx).exp() - k)
+
+
+# dt/tau pairs: the hypothesis case that broke the old ``1 - a_mem - K`` (7e-11 relative), dt << tau, the tie
+# tau_mem == tau_syn, near-ties, one step longer than tau (halved and composed back), and dt >> tau_syn.
+GAIN_CASES = [
+    (1.26e-3 / 0.49, 1.26e-3 / 1.0),
+    (1e-5, 3e-6),
+    (2e-4, 2e-4),
+    (0.7, 0.7 * (1 + 1e-9)),
+    (3.0, 3.0),
+    (3.0, 0.5),
+    (1e-5, 80.0),
+    (40.0, 1e-3),
+    (513.0, 2.5),
+]
+
+
+@pytest.mark.parametrize("x, y", GAIN_CASES)
+def test_exact_cuba_gains_full_precision(x, y):
+    k_want, gain_want = _decimal_gains(x, y)
+    assert exact_k(np.float64(x), np.float64(y)) == pytest.approx(k_want, rel=4e-15)
+    assert cuba_input_gain(np.float64(x), np.float64(y)) == pytest.approx(gain_want, rel=4e-15)
+    with jax.enable_x64(True):
+        assert float(cuba_input_gain(jnp.float64(x), jnp.float64(y), jnp)) == pytest.approx(gain_want, rel=4e-15)
+    # float32 keeps float32 precision (the old difference lost up to all of it for dt << tau)
+    got32 = float(cuba_input_gain(jnp.float32(x), jnp.float32(y), jnp))
+    assert got32 == pytest.approx(_decimal_gains(float(np.float32(x)), float(np.float32(y)))[1], rel=2e-6)
