@@ -55,7 +55,9 @@ def exact_k(x, y, xp=np):
     d = x - y
     small = xp.abs(d) < 1e-8
     far = xp.where(small, 1.0, xp.abs(d))
-    return x * xp.where(small, xp.exp(-y) * (1.0 - d / 2.0), xp.exp(-xp.minimum(x, y)) * -xp.expm1(-far) / far)
+    return x * xp.where(
+        small, xp.exp(-y) * (1.0 - d / 2.0), xp.exp(-xp.minimum(x, y)) * -xp.expm1(-far) / far
+    )
 
 
 #: Terms of the series of :func:`cuba_input_gain` for ``max(x, y) <= 1``: the n-th is at most (n+1)/(n+2)!, so 20

@@ -242,7 +242,9 @@ def test_exact_cuba_gains_full_precision(x, y):
     assert exact_k(np.float64(x), np.float64(y)) == pytest.approx(k_want, rel=4e-15)
     assert cuba_input_gain(np.float64(x), np.float64(y)) == pytest.approx(gain_want, rel=4e-15)
     with jax.enable_x64(True):
-        assert float(cuba_input_gain(jnp.float64(x), jnp.float64(y), jnp)) == pytest.approx(gain_want, rel=4e-15)
+        assert float(cuba_input_gain(jnp.float64(x), jnp.float64(y), jnp)) == pytest.approx(
+            gain_want, rel=4e-15
+        )
     # float32 keeps float32 precision (the old difference lost up to all of it for dt << tau)
     got32 = float(cuba_input_gain(jnp.float32(x), jnp.float32(y), jnp))
     assert got32 == pytest.approx(_decimal_gains(float(np.float32(x)), float(np.float32(y)))[1], rel=2e-6)
