@@ -228,6 +228,13 @@ class Simulator:
         self.fused_linears = frozenset(
             self.graph.predecessors(n, recurrent=False)[0] for n in self.fused_neurons
         )
+        # of those, the unrecorded ones whose only consumer is a Linear they alone feed: that Linear joins the op
+        # (its output comes out of it; the neuron's own series is never stored)
+        self.chained = {
+            n: nxt
+            for n in self.fused_neurons
+            if n not in record and (nxt := self._private_next_linear(n)) is not None
+        }
         devices = jax.devices()
         self.mesh = Mesh(np.array(devices), ("batch",)) if shard and len(devices) > 1 else None
         self._jit = jax.jit(self._run)
@@ -241,6 +248,16 @@ class Simulator:
         lin_srcs = self.graph.predecessors(lin, recurrent=False)
         only_succ = list(self.graph.successors(lin)) == [name]
         return only_succ and len(lin_srcs) == 1 and isinstance(self.nodes[lin_srcs[0]], Input)
+
+    def _private_next_linear(self, name: str) -> str | None:
+        """The Linear that is ``name``'s only successor and has ``name`` as its only (feed-forward) input."""
+        succ = self.graph.successors(name)
+        if len(succ) != 1 or not isinstance(self.nodes[succ[0]], Linear):
+            return None
+        nxt = succ[0]
+        if (name, nxt) in self.graph.recurrent or self.graph.predecessors(nxt) != [name]:
+            return None
+        return None if self.comp_of[nxt].cyclic else nxt
 
     # ------------------------------------------------------------------ state
 
@@ -310,7 +327,7 @@ class Simulator:
             return  # read from ``inputs`` (batch-major) by its successors
         p = params.get(name, {})
         srcs = self.graph.predecessors(name, recurrent=False)
-        if name in self.fused_linears:  # computed inside its neuron's linear_neuron_scan
+        if name in self.fused_linears or name in self.chained.values():  # inside its neuron's linear_neuron_scan
             return
         if name in self.bm_linears:  # batch-major (B, T, out), read only by its neuron (see bm_neurons)
             y = jnp.matmul(inputs[srcs[0]], p["weight"].T, precision=self.config.precision)
@@ -328,9 +345,13 @@ class Simulator:
             if self.config.adjoint:
                 k = layer_constants(step, coefficients(type(node), p, self.config.dt, self.config.method), p)
                 if name in self.fused_neurons:
-                    lin = srcs[0]
+                    lin, nxt = srcs[0], self.chained.get(name)
                     lp = params[lin]
-                    new_nodes[name], vals[name], rec = linear_neuron_scan(
+                    next_linear = None
+                    if nxt is not None:
+                        np_ = params[nxt]
+                        next_linear = (np_["weight"], np_["bias"] if isinstance(self.nodes[nxt], Affine) else None)
+                    new_nodes[name], vals[nxt or name], rec = linear_neuron_scan(
                         step,
                         k,
                         st0,
@@ -340,6 +361,7 @@ class Simulator:
                         keep=keep,
                         unroll=self.config.unroll,
                         precision=self.config.precision,
+                        next_linear=next_linear,
                     )
                 else:
                     new_nodes[name], vals[name], rec = neuron_scan(

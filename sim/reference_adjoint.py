@@ -72,7 +72,8 @@ class _Static:
     keep: bool
     unroll: int
     batch_major: bool
-    precision: str | None = None  # the fused Linear's matmul precision (linear_neuron_scan only)
+    precision: str | None = None  # the fused Linears' matmul precision (linear_neuron_scan only)
+    chain: bool = False  # linear_neuron_scan with a next Linear: the loop emits no output series
 
 
 def layer_constants(step: NeuronStep, coef: dict[str, Array], p: dict[str, Array]) -> dict[str, Array]:
@@ -134,6 +135,7 @@ def linear_neuron_scan(
     keep: bool,
     unroll: int = 1,
     precision: str | None = None,
+    next_linear: tuple[Array, Array | None] | None = None,
 ) -> tuple[State, Array, dict[str, Array]]:
     """A Linear (or Affine) of a batch-major Input ``inp`` ``(B, T, in)`` and the neuron it alone feeds, as one op.
 
@@ -144,13 +146,28 @@ def linear_neuron_scan(
     ``d bias = k_x sum mu`` (same values as autodiff to float32 rounding: ``k_x`` is applied after the GEMM).
     Speed only: one ``(B, T, n)`` buffer less at the peak (~4k page faults per call on CPU for 64 x 256 x 256) and
     no ``mu x`` product per step. Only for kinds without a synaptic current (x also feeds ``i`` in Cuba kinds).
+
+    ``next_linear = (weight2, bias2)``: the neuron's only consumer, a Linear (Affine), joins the op, which then
+    returns that Linear's time-major output ``(T, B, o)`` instead of the neuron's (``keep`` must be False). The
+    neuron's output series is never stored: the forward recomputes it from ``m`` a time chunk at a time for the
+    product, the backward forms its cotangent per step as ``g2[t] @ weight2`` and writes ``mu`` over ``m``. The
+    only ``(B, T, n)`` series then is ``m`` (three at the peak without it), so the op's temporary memory falls
+    below glibc's largest reuse threshold (32 MiB) on the 700-256-20 benchmark and the page faults of fresh memory
+    on every call vanish. Same values as the unfused ops (the product's sum order is the same per element).
     """
     if step.has_synapse:
         raise ConventionError(
             f"linear_neuron_scan takes neuron kinds without a synaptic current, got {step.kind.__name__}",
             fix="use neuron_scan on the Linear's product for CubaLIF/CubaLI",
         )
-    return _fused(_Static(step, keep, unroll, True, precision), consts, st0, inp, weight, bias)
+    if next_linear is not None and keep:
+        raise ConventionError(
+            "linear_neuron_scan with next_linear stores no neuron series to record",
+            fix="pass keep=False or run the next Linear separately",
+        )
+    w2, b2 = next_linear if next_linear is not None else (None, None)
+    spec = _Static(step, keep, unroll, True, precision, chain=next_linear is not None)
+    return _fused(spec, consts, st0, inp, weight, bias, w2, b2)
 
 
 # ---------------------------------------------------------------------------------------------- forward
@@ -180,7 +197,8 @@ def _forward_loop(
             ys["i"] = new["i"]
         if step.spiking:
             s, v = step.fire(k, v)
-            ys["s"] = s
+            if not spec.chain:  # chain: the next Linear recomputes s from m (no (T, B, n) spike series)
+                ys["s"] = s
             if step.reset == "subtract-next":
                 new["s"] = s
         new["v"] = v
@@ -274,11 +292,20 @@ def _scan_bwd(spec: _Static, res, ct):
     return {n: _unbroadcast(sums[n], k[n].shape) if n in sums else None for n in k}, d_st0, d_x
 
 
-def _adjoint(spec: _Static, k, st0, x, m, i_ser, need, ct, *, fused: bool):
+def _adjoint(spec: _Static, k, st0, x, m, i_ser, need, ct, *, fused: bool, chain=None):
     """The reverse loop. Returns the gradient sums over time and batch (``{name: (*n)}``, for the names in
     ``need``), the initial state's cotangents and the input gradient series; with ``fused`` (no synapse; ``x`` is
-    None) it sums no ``k_x`` term, writes ``mu`` instead of the input gradient and sums ``mu`` as ``'_mu'``."""
+    None) it sums no ``k_x`` term, writes ``mu`` instead of the input gradient and sums ``mu`` as ``'_mu'``.
+
+    ``chain = (g2, w2, want_w2)`` (fused with a next Linear, ``ct``'s output cotangent is then ``g2``, that
+    Linear's ``(T, B, o)`` output cotangent, or None): step t takes its output cotangent as ``g2[t] @ w2``, adds
+    ``g2[t]^T out[t]`` to the sum ``'_w2'`` (the next weight's gradient, with ``want_w2``) and writes ``mu[t]`` over
+    ``m[:, t]`` (batch-major, in place), so no ``(T, B, n)`` series but ``m`` is ever live. (A product of ``g2``
+    with the output recomputed from ``m`` before the loop would make XLA copy ``m`` for the in-place update.)"""
     ct_st, ct_out, ct_rec = ct
+    g2, w2, want_w2 = chain if chain is not None else (None, None, False)
+    if chain is not None:
+        ct_out = None  # the layer's own output cotangent is g2 @ w2, formed per step below
     step = spec.step
     syn, spiking, reset, detach = step.has_synapse, step.spiking, step.reset, step.detach_reset
     zeros = jnp.zeros_like(st0["v"])
@@ -295,6 +322,7 @@ def _adjoint(spec: _Static, k, st0, x, m, i_ser, need, ct, *, fused: bool):
     # too: step t reads its slice, then writes the input gradient over it. One (T, B, *n) series less in memory
     # (fresh memory costs page faults on every call on CPU).
     primary = gs if spiking else gv
+    chain = chain is not None
 
     def at(series: Array | None, t: Array, axis: int = 0) -> Array | None:
         return None if series is None else jax.lax.dynamic_index_in_dim(series, t, axis=axis, keepdims=False)
@@ -303,9 +331,15 @@ def _adjoint(spec: _Static, k, st0, x, m, i_ser, need, ct, *, fused: bool):
         """Step t, backwards: carry holds the adjoints of step t+1, the running sums and ``extra``: the final
         state's cotangents (zero after the last step; absent when JAX knows them to be zero)."""
         mu_next, lam_i_next, extra, acc, buf = carry
-        m_t, i_t, gi_t = at(m, t, axis=1 if fused else 0), at(i_ser, t), at(gi, t)  # fused: m is batch-major
-        # step t's cotangent of the output series comes from the buffer the gradient then overwrites
-        p_t = at(buf, t) if primary is not None else None
+        if chain:  # buf: the batch-major m that mu overwrites, m[t] (read from it by the previous step), d w2
+            buf, m_t, acc_w2 = buf
+        else:  # fused: m is batch-major
+            m_t = at(m, t, axis=1 if fused else 0)
+        i_t, gi_t = at(i_ser, t), at(gi, t)
+        if chain:  # the next Linear's output cotangent, back through its weight
+            p_t = None if g2 is None else jnp.matmul(at(g2, t), w2, precision=spec.precision)
+        else:  # step t's cotangent of the output series comes from the buffer the gradient then overwrites
+            p_t = at(buf, t) if primary is not None else None
         gs_t, gv_t = (p_t, at(gv, t)) if spiking else (None, p_t)
         x_t = None if fused else at(x, t, axis=1 if spec.batch_major else 0)
         h = a * mu_next if extra[0] is None else a * mu_next + extra[0]  # dL/dv[t] from step t+1 (+ final v)
@@ -360,7 +394,16 @@ def _adjoint(spec: _Static, k, st0, x, m, i_ser, need, ct, *, fused: bool):
             dx = dx + k["b_syn"] * lam_i
         if acc is not None:  # running sums over time and batch: (len(names), *n), one reduction per step
             acc = acc + _batch_sum(jnp.stack([d[n] if n in d else zeros for n in names], axis=1))
-        buf = jax.lax.dynamic_update_index_in_dim(buf, dx, t, axis=0)
+        if chain:
+            if want_w2:  # the next Linear's weight gradient: g2[t]^T out[t]
+                out_t = s if spiking else m_t
+                acc_w2 = acc_w2 + jnp.matmul(at(g2, t).T, out_t, precision=spec.precision)
+            buf = jax.lax.dynamic_update_index_in_dim(buf, dx, t, axis=1)
+            # m[t-1] is read from the updated buffer: a read that follows the write, so XLA updates in place (a
+            # read of m[t] by several fusions beside the write made it copy the whole buffer on every step)
+            buf = (buf, at(buf, jnp.maximum(t - 1, 0), axis=1), acc_w2)
+        else:
+            buf = jax.lax.dynamic_update_index_in_dim(buf, dx, t, axis=0)
         extra = tuple(None if e is None else jnp.zeros_like(e) for e in extra)
         return (mu, lam_i, extra, acc, buf), None
 
@@ -374,7 +417,13 @@ def _adjoint(spec: _Static, k, st0, x, m, i_ser, need, ct, *, fused: bool):
         zeros if syn else None,
         (ct_v, ct_s, ct_i),
         jnp.zeros((len(names), *zeros.shape[1:]), zeros.dtype) if names else None,
-        jnp.zeros(tm_shape, m.dtype) if primary is None else primary,
+        (
+            (m, at(m, tm_shape[0] - 1, axis=1), jnp.zeros_like(w2) if want_w2 else None)
+            if chain
+            else jnp.zeros(tm_shape, m.dtype)
+            if primary is None
+            else primary
+        ),
     )
     (mu0, lam_i0, _, acc, d_x), _ = jax.lax.scan(
         body,
@@ -382,9 +431,13 @@ def _adjoint(spec: _Static, k, st0, x, m, i_ser, need, ct, *, fused: bool):
         jnp.arange(tm_shape[0]),
         reverse=True,  # unroll > 1 measured 10-30x slower here
     )
+    if chain:
+        d_x, _, acc_w2 = d_x
     if spec.batch_major and not fused:
         d_x = jnp.swapaxes(d_x, 0, 1)
     acc = dict(zip(names, list(acc), strict=True)) if names else {}
+    if chain and want_w2:
+        acc["_w2"] = acc_w2
     # terms that pair step 0's adjoint with the initial state (the loop pairs mu[t+1] with step t's values)
     first = lambda a_, b_: jnp.sum(a_ * b_, axis=0)  # noqa: E731
     if "a_mem" in acc:
@@ -415,34 +468,90 @@ def _linear(spec: _Static, inp: Array, weight: Array, bias: Array | None) -> Arr
     return y if bias is None else y + bias
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _fused(spec: _Static, consts, st0, inp, weight, bias):
-    st, ys = _forward_loop(spec, consts, st0, _linear(spec, inp, weight, bias), m_over_x=True)
-    return _outputs(spec, consts, st, ys, m_bm=True)
+#: The chained op's products run over at most this many batch groups, one after the other (``lax.scan``): each
+#: group's temporaries (the recomputed neuron output, a GEMM's operand copies) are live one at a time.
+_GROUPS = 8
 
 
-def _fused_fwd(spec: _Static, consts, st0, inp, weight, bias):
-    need = {n: None for n, c in consts.items() if c.perturbed}
-    pert = (inp.perturbed, weight.perturbed, bias is not None and bias.perturbed)
-    consts, st0, inp, weight, bias = jax.tree_util.tree_map(
-        lambda p: p.value, (consts, st0, inp, weight, bias)
+def _grouped(fn, init, *series: Array):
+    """``fn(carry, *group_slices) -> (carry, y)`` over batch groups of batch-major ``series`` (a ``lax.scan`` over
+    the largest divisor of the batch size that is <= ``_GROUPS``); returns ``(carry, ys)`` with ``ys`` of
+    shape ``(groups, B/groups, ...)``."""
+    b = series[0].shape[0]
+    groups = max(g for g in range(1, min(_GROUPS, b) + 1) if b % g == 0)
+    split = [x.reshape(groups, b // groups, *x.shape[1:]) for x in series]  # contiguous: no copy
+    return jax.lax.scan(lambda c, xs: fn(c, *xs), init, split)
+
+
+def _neuron_out(spec: _Static, k, m: Array) -> Array:
+    """The neuron's output from its pre-spike membrane (the loop's own :meth:`NeuronStep.fire`: bit-identical)."""
+    return spec.step.fire(k, m)[0] if spec.step.spiking else m
+
+
+def _next_linear(spec: _Static, k, m: Array, w2: Array, b2: Array | None) -> Array:
+    """The next Linear's time-major output ``(T, B, o)`` from the batch-major membrane ``m`` ``(B, T, n)``."""
+    _, y = _grouped(
+        lambda c, m_g: (c, jnp.matmul(_neuron_out(spec, k, m_g), w2.T, precision=spec.precision)), None, m
     )
+    y = jnp.swapaxes(y.reshape(m.shape[0], m.shape[1], -1), 0, 1)
+    return y if b2 is None else y + b2
+
+
+def _fused_primal(spec: _Static, consts, st0, inp, weight, bias, w2, b2):
     st, ys = _forward_loop(spec, consts, st0, _linear(spec, inp, weight, bias), m_over_x=True)
-    return _outputs(spec, consts, st, ys, m_bm=True), (consts, st0, inp, weight, bias, ys["m"], need, pert)
+    if spec.chain:
+        return (st, _next_linear(spec, consts, ys["m"], w2, b2), {}), ys["m"]
+    return _outputs(spec, consts, st, ys, m_bm=True), ys["m"]
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _fused(spec: _Static, consts, st0, inp, weight, bias, w2, b2):
+    return _fused_primal(spec, consts, st0, inp, weight, bias, w2, b2)[0]
+
+
+def _fused_fwd(spec: _Static, consts, st0, inp, weight, bias, w2, b2):
+    need = {n: None for n, c in consts.items() if c.perturbed}
+    pert = tuple(a is not None and a.perturbed for a in (inp, weight, bias, w2, b2))
+    consts, st0, inp, weight, bias, w2, b2 = jax.tree_util.tree_map(
+        lambda p: p.value, (consts, st0, inp, weight, bias, w2, b2)
+    )
+    out, m = _fused_primal(spec, consts, st0, inp, weight, bias, w2, b2)
+    return out, (consts, st0, inp, weight, bias, w2, m, need, pert)
 
 
 def _fused_bwd(spec: _Static, res, ct):
-    k, st0, inp, weight, bias, m, need, (p_inp, p_w, p_b) = res
+    k, st0, inp, weight, bias, w2, m, need, (p_inp, p_w, p_b, p_w2, p_b2) = res
     need_kx = "k_x" in need
     if p_b or (need_kx and bias is not None):  # sum of mu over time and batch: d bias, bias part of d k_x
         need = {**need, "_mu": None}
-    sums, d_st0, mu = _adjoint(spec, k, st0, None, m, None, need, ct, fused=True)  # mu: (T, B, n)
+    d_w2 = d_b2 = None
+    chain = None
+    if spec.chain:
+        g2 = _nz(ct[1])  # (T, B, o)
+        if g2 is not None and p_b2:
+            d_b2 = jnp.sum(g2, axis=(0, 1))
+        chain = (g2, w2, g2 is not None and p_w2)
+    sums, d_st0, mu = _adjoint(spec, k, st0, None, m, None, need, ct, fused=True, chain=chain)
+    if spec.chain and chain[2]:
+        d_w2 = sums.pop("_w2")
+    mu_axes = "btn" if spec.chain else "tbn"  # chain: mu overwrote the batch-major m
     n = weight.shape[0]
     kx = jnp.broadcast_to(k["k_x"], (n,))
     d_consts = {c: _unbroadcast(sums[c], k[c].shape) if c in sums else None for c in k}
     d_w = d_b = d_inp = None
     if p_w or need_kx:  # G[j, i] = sum over t, b of mu[t, b, j] inp[b, t, i]
-        g = jnp.einsum("tbn,bti->ni", mu, inp, precision=spec.precision)
+        if spec.chain:  # by batch groups: the GEMM's transposed copy of mu is a group's, not the whole series
+            g, _ = _grouped(
+                lambda acc, mu_g, inp_g: (
+                    acc + jnp.einsum("btn,bti->ni", mu_g, inp_g, precision=spec.precision),
+                    None,
+                ),
+                jnp.zeros_like(weight),
+                mu,
+                inp,
+            )
+        else:
+            g = jnp.einsum("tbn,bti->ni", mu, inp, precision=spec.precision)
         d_w = kx[:, None] * g if p_w else None
         if need_kx:  # x = inp weight^T (+ bias), so sum mu x = sum_i weight G (+ bias sum mu)
             dk = jnp.sum(weight * g, axis=1)
@@ -451,8 +560,8 @@ def _fused_bwd(spec: _Static, res, ct):
     if p_b:
         d_b = _unbroadcast(kx * sums["_mu"], bias.shape)
     if p_inp:
-        d_inp = jnp.einsum("tbn,ni->bti", kx * mu, weight, precision=spec.precision)
-    return d_consts, d_st0, d_inp, d_w, d_b
+        d_inp = jnp.einsum(f"{mu_axes},ni->bti", kx * mu, weight, precision=spec.precision)
+    return d_consts, d_st0, d_inp, d_w, d_b, d_w2, d_b2
 
 
 _fused.defvjp(_fused_fwd, _fused_bwd, symbolic_zeros=True)
