@@ -327,7 +327,9 @@ class Simulator:
             return  # read from ``inputs`` (batch-major) by its successors
         p = params.get(name, {})
         srcs = self.graph.predecessors(name, recurrent=False)
-        if name in self.fused_linears or name in self.chained.values():  # inside its neuron's linear_neuron_scan
+        if (
+            name in self.fused_linears or name in self.chained.values()
+        ):  # inside its neuron's linear_neuron_scan
             return
         if name in self.bm_linears:  # batch-major (B, T, out), read only by its neuron (see bm_neurons)
             y = jnp.matmul(inputs[srcs[0]], p["weight"].T, precision=self.config.precision)
@@ -350,7 +352,10 @@ class Simulator:
                     next_linear = None
                     if nxt is not None:
                         np_ = params[nxt]
-                        next_linear = (np_["weight"], np_["bias"] if isinstance(self.nodes[nxt], Affine) else None)
+                        next_linear = (
+                            np_["weight"],
+                            np_["bias"] if isinstance(self.nodes[nxt], Affine) else None,
+                        )
                     new_nodes[name], vals[nxt or name], rec = linear_neuron_scan(
                         step,
                         k,

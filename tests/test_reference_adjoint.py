@@ -259,3 +259,60 @@ def test_fused_op_refuses_synapse_kinds():
         linear_neuron_scan(
             step, {}, {"v": z, "i": z}, jnp.zeros((1, 3, 2)), jnp.zeros((2, 2)), None, keep=False
         )
+
+
+def _chained_graph(kind: str, reset: str, seed: int, affine: bool) -> Graph:
+    """in(4) -> Linear/Affine -> ``kind`` (5) -> Linear/Affine -> LIF (3) -> out: the first neuron and both Linears
+    run as one op (``linear_neuron_scan(next_linear=...)``) when nothing records that neuron."""
+    rng = np.random.default_rng(seed)
+
+    def lin(name, n_out, n_in):
+        w = rng.normal(size=(n_out, n_in)) * 1.5
+        return Affine(name, weight=w, bias=rng.normal(size=n_out) * 0.2) if affine else Linear(name, weight=w)
+
+    nodes = [
+        Input("in", shape=(4,)),
+        lin("fc1", 5, 4),
+        _neuron(kind, "hid", 5, rng),
+        lin("fc2", 3, 5),
+        _neuron("LIF", "lif", 3, rng),
+        Output("out", shape=(3,)),
+    ]
+    edges = [("in", "fc1"), ("fc1", "hid"), ("hid", "fc2"), ("fc2", "lif"), ("lif", "out")]
+    return Graph.build(nodes, edges, conventions=conv(DT, "exact", reset))
+
+
+@pytest.mark.parametrize("kind", ["LIF", "IF", "LI", "Integrator"])
+@pytest.mark.parametrize("reset", RESETS)
+@pytest.mark.parametrize("detach", [True, False])
+def test_chained_linears_match_autodiff(kind, reset, detach):
+    """Linear -> neuron -> Linear as one op: bit-identical forward, gradients of every parameter, of the input and
+    of the initial state equal to autodiff's (the loss reads the output and the final state); Affine pairs with a
+    batch of 6 (two groups of 3), Linear with 5 (prime: one group)."""
+    affine, batch = detach, (6 if detach else 5)
+    g = _chained_graph(kind, reset, seed=3, affine=affine)
+    cfg = {a: resolve_config(g, detach_reset=detach, adjoint=a) for a in (True, False)}
+    sims = {a: simulator(g, cfg[a], record=False, shard=False) for a in (True, False)}
+    assert sims[True].chained == {"hid": "fc2"} and not sims[False].chained
+    assert not simulator(g, cfg[True], record=True, shard=False).chained  # recorded: its series is needed
+    rng = np.random.default_rng(batch)
+    x = jnp.asarray(rng.normal(size=(batch, 14, 4)) * 2, jnp.float32)
+    params = extract_params(g)
+    st0 = jax.tree_util.tree_map(
+        lambda z: jnp.asarray(rng.normal(size=z.shape) * 0.3, z.dtype), sims[True].init_state(batch)
+    )
+    w_out = jnp.asarray(rng.normal(size=(batch, 14, 3)), jnp.float32)
+    w_st = jax.tree_util.tree_map(lambda z: jnp.asarray(rng.normal(size=z.shape), z.dtype), st0)
+
+    def loss(p, x, st, adj):
+        res, st1 = sims[adj](p, {"in": x}, st)
+        terms = jax.tree_util.tree_map(lambda w, s: jnp.sum(w * s), w_st, st1)
+        return jnp.sum(w_out * res.output) + sum(jax.tree_util.tree_leaves(terms))
+
+    outs = {a: jax.tree_util.tree_leaves(sims[a](params, {"in": x}, st0)) for a in (True, False)}
+    for got, want in zip(outs[True], outs[False], strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))  # bit-identical forward
+    grads = {a: jax.grad(loss, argnums=(0, 1, 2))(params, x, st0, a) for a in (True, False)}
+    _assert_close_tree(grads[True], grads[False])
+    assert np.max(np.abs(np.asarray(grads[False][0]["fc2"]["weight"]))) > 0
+    assert np.max(np.abs(np.asarray(grads[False][0]["fc1"]["weight"]))) > 0
