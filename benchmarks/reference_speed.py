@@ -10,12 +10,14 @@ Spyx's LIF fires on the membrane of the previous step (its spikes lag one step b
 the same. As a check that both sides run the same network, the first layer's final membranes are compared.
 
 Our side differentiates its neuron loops with the hand-derived adjoint (``sim/reference_adjoint.py``, the default;
-the first layer runs as one fused Linear + LIF op, ``linear_neuron_scan``);
+the first layer and the second Linear run as one fused Linear + LIF + Linear op, ``linear_neuron_scan`` with
+``next_linear``, which keeps the program's temporaries under 32 MiB so that no call faults in fresh pages);
 ``--autodiff`` also times JAX's autodiff of the plain loop (``adjoint=False``) in the same run.
 
-Both wall-clock and process CPU time are printed, and the minor page faults per call: on CPU every call's
-temporaries come from fresh memory (XLA's temp allocation exceeds glibc's mmap threshold), one fault per 4 KiB,
-which is a large part of both sides' non-GEMM time. On a machine whose second core is busy the GEMMs (multi-threaded)
+Both wall-clock and process CPU time are printed, and the minor page faults per call: on CPU a call whose
+temporary block (one per XLA program) exceeds 32 MiB, glibc's largest mmap threshold, gets fresh pages every
+time, one fault per 4 KiB (Spyx: ~25k per call; ours before the Linear + LIF + Linear op: ~14k, ~15 ms), a large
+part of the non-GEMM time. On a machine whose second core is busy the GEMMs (multi-threaded)
 lose most and the ratio drops (measured 1.13-1.16x with one free core, 1.3-1.4x with two).
 
 ``--hugepages`` re-runs the script with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (glibc >= 2.35, transparent huge
