@@ -86,14 +86,21 @@ def cuba_input_gain(x, y, xp=np):
         h_n = y ** (n + 1) + x * h_n  # h_{n+1}(x, y) = y^(n+1) + x h_n(x, y)
         sign, factorial = -sign, factorial * (n + 3)
     gain = x * y * total
-    loops = _MAX_HALVINGS if xp is not np else int(np.max(halvings, initial=0))
-    for j in range(loops):
+
+    def double(j, gain):
         # Compose two steps of the current length: gain2 = gain*(1 + a_mem) + K*(1 - a_syn), positive terms only.
         # The coefficients are evaluated afresh at each length (repeated squaring would grow their error 2^j-fold).
-        more = j < halvings
-        xj, yj = x * 2.0**j, y * 2.0**j
-        gain = xp.where(more, gain * (1.0 + xp.exp(-xj)) + exact_k(xj, yj, xp) * -xp.expm1(-yj), gain)
-    return gain
+        xj, yj = x * xp.exp2(j), y * xp.exp2(j)
+        doubled = gain * (1.0 + xp.exp(-xj)) + exact_k(xj, yj, xp) * -xp.expm1(-yj)
+        return xp.where(j < halvings, doubled, gain)
+
+    if xp is np:
+        for j in range(int(np.max(halvings, initial=0))):
+            gain = double(float(j), gain)
+        return gain
+    import jax  # JAX callers only: one compact loop instead of _MAX_HALVINGS unrolled steps in the traced graph
+
+    return jax.lax.fori_loop(0, _MAX_HALVINGS, lambda j, g: double(j.astype(g.dtype), g), gain)
 
 
 def step_coefficients(node: Node, dt: float, method: str) -> StepCoefficients:
