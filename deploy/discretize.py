@@ -120,7 +120,9 @@ def step_coefficients(node: Node, dt: float, method: str) -> StepCoefficients:
         return StepCoefficients(zero, one, one, zero, dt * node.r, zero, False)
     if isinstance(node, (LIF, LI)):
         decay = 1.0 - dt / node.tau if method == "euler" else np.exp(-dt / node.tau)
-        gain = dt / node.tau if method == "euler" else -np.expm1(-dt / node.tau)  # 1 - decay, no cancellation
+        # 1 - decay; exact: by expm1, free of the cancellation of 1 - exp(-dt/tau) for dt << tau (euler keeps the
+        # complement of its rounded decay, as every committed model and golden trace was made with)
+        gain = 1.0 - decay if method == "euler" else -np.expm1(-dt / node.tau)
         zero = np.zeros_like(decay)
         return StepCoefficients(
             zero, np.ones_like(decay), decay, zero, gain * node.r, gain * node.v_leak, False

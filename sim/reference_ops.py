@@ -143,7 +143,7 @@ def coefficients(kind: type[Node], p: Params, dt: float, method: str) -> dict[st
         return dict(a_syn=0 * one, b_syn=one, a_mem=one, k_i=0 * one, k_x=dt * p["r"], c=0 * one)
     if issubclass(kind, (LIF, LI)):
         decay = 1.0 - dt / p["tau"] if method == "euler" else jnp.exp(-dt / p["tau"])
-        gain = dt / p["tau"] if method == "euler" else -jnp.expm1(-dt / p["tau"])
+        gain = 1.0 - decay if method == "euler" else -jnp.expm1(-dt / p["tau"])  # as step_coefficients
         zero = jnp.zeros_like(decay)
         return dict(
             a_syn=zero,
