@@ -5,7 +5,7 @@ Coding: each of the 4 features (x, y, 1-x, 1-y) is one input spike at step round
 Network: Linear(4->100) -> CubaLIF(100) -> Linear(100->3) -> CubaLI(3); dt = 1 ms, tau_mem = 8 ms, tau_syn = 4 ms
 (Euler decays 1 - 1/8 and 1 - 1/4: exact bit shifts on Xylo), threshold 1, reset by subtraction, unit gains.
 Readout and loss: the class is the readout neuron with the largest time-averaged membrane ("integral" loss).
-Deterministic (fixed seeds); about a minute on 2 CPU cores. Writes yinyang.nir and results.json next to this file.
+Deterministic (fixed seeds); about 20 seconds on 2 CPU cores. Writes yinyang.nir and results.json next to this file.
 
 Run: python examples/yinyang/train.py [--epochs 200]
 """
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--out", type=Path, default=HERE)
     args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     x_tr, y_tr = yinyang(5000, seed=42)
     x_te, y_te = yinyang(1000, seed=40)
     X_tr, X_te = latency_code(x_tr, STEPS, T_MAX), latency_code(x_te, STEPS, T_MAX)
