@@ -157,7 +157,7 @@ def linear_neuron_scan(
 
     ``next_linear = (weight2, bias2)``: the neuron's only consumer, a Linear (Affine), joins the op, which then
     returns that Linear's time-major output ``(T, B, o)`` instead of the neuron's (``keep`` must be False). The
-    neuron's output series is never stored: the forward recomputes it from ``m`` a time chunk at a time for the
+    neuron's output series is never stored: the forward recomputes it from ``m`` a batch group at a time for the
     product, the backward forms its cotangent per step as ``g2[t] @ weight2`` and writes ``mu`` over ``m``. The
     only ``(B, T, n)`` series then is ``m`` (three at the peak without it), so the op's temporary memory falls
     below glibc's largest reuse threshold (32 MiB) on the 700-256-20 benchmark and the page faults of fresh memory
