@@ -249,6 +249,11 @@ class Simulator:
         only_succ = list(self.graph.successors(lin)) == [name]
         return only_succ and len(lin_srcs) == 1 and isinstance(self.nodes[lin_srcs[0]], Input)
 
+    def _weight_bias(self, name: str, params: Params) -> tuple[Array, Array | None]:
+        """A Linear's weight and its bias (None for a Linear that is not an Affine)."""
+        p = params[name]
+        return p["weight"], p["bias"] if isinstance(self.nodes[name], Affine) else None
+
     def _private_next_linear(self, name: str) -> str | None:
         """The Linear that is ``name``'s only successor and has ``name`` as its only (feed-forward) input."""
         succ = self.graph.successors(name)
@@ -327,9 +332,7 @@ class Simulator:
             return  # read from ``inputs`` (batch-major) by its successors
         p = params.get(name, {})
         srcs = self.graph.predecessors(name, recurrent=False)
-        if (
-            name in self.fused_linears or name in self.chained.values()
-        ):  # inside its neuron's linear_neuron_scan
+        if name in self.fused_linears or name in self.chained.values():  # inside its neuron's op
             return
         if name in self.bm_linears:  # batch-major (B, T, out), read only by its neuron (see bm_neurons)
             y = jnp.matmul(inputs[srcs[0]], p["weight"].T, precision=self.config.precision)
@@ -348,25 +351,16 @@ class Simulator:
                 k = layer_constants(step, coefficients(type(node), p, self.config.dt, self.config.method), p)
                 if name in self.fused_neurons:
                     lin, nxt = srcs[0], self.chained.get(name)
-                    lp = params[lin]
-                    next_linear = None
-                    if nxt is not None:
-                        np_ = params[nxt]
-                        next_linear = (
-                            np_["weight"],
-                            np_["bias"] if isinstance(self.nodes[nxt], Affine) else None,
-                        )
                     new_nodes[name], vals[nxt or name], rec = linear_neuron_scan(
                         step,
                         k,
                         st0,
                         inputs[self.graph.predecessors(lin, recurrent=False)[0]],
-                        lp["weight"],
-                        lp["bias"] if isinstance(self.nodes[lin], Affine) else None,
+                        *self._weight_bias(lin, params),
                         keep=keep,
                         unroll=self.config.unroll,
                         precision=self.config.precision,
-                        next_linear=next_linear,
+                        next_linear=None if nxt is None else self._weight_bias(nxt, params),
                     )
                 else:
                     new_nodes[name], vals[name], rec = neuron_scan(

@@ -300,19 +300,20 @@ def _scan_bwd(spec: _Static, res, ct):
     return {n: _unbroadcast(sums[n], k[n].shape) if n in sums else None for n in k}, d_st0, d_x
 
 
-def _adjoint(spec: _Static, k, st0, x, m, i_ser, need, ct, *, fused: bool, chain=None):
+def _adjoint(spec: _Static, k, st0, x, m, i_ser, need, ct, *, fused: bool, next_linear=None):
     """The reverse loop. Returns the gradient sums over time and batch (``{name: (*n)}``, for the names in
     ``need``), the initial state's cotangents and the input gradient series; with ``fused`` (no synapse; ``x`` is
     None) it sums no ``k_x`` term, writes ``mu`` instead of the input gradient and sums ``mu`` as ``'_mu'``.
 
-    ``chain = (g2, w2, want_w2)`` (fused with a next Linear, ``ct``'s output cotangent is then ``g2``, that
+    ``next_linear = (g2, w2, want_w2)`` (fused with a next Linear, ``ct``'s output cotangent is then ``g2``, that
     Linear's ``(T, B, o)`` output cotangent, or None): step t takes its output cotangent as ``g2[t] @ w2``, adds
     ``g2[t]^T out[t]`` to the sum ``'_w2'`` (the next weight's gradient, with ``want_w2``) and writes ``mu[t]`` over
     ``m[:, t]`` (batch-major, in place), so no ``(T, B, n)`` series but ``m`` is ever live. (A product of ``g2``
     with the output recomputed from ``m`` before the loop would make XLA copy ``m`` for the in-place update.)"""
     ct_st, ct_out, ct_rec = ct
-    g2, w2, want_w2 = chain if chain is not None else (None, None, False)
-    if chain is not None:
+    chain = next_linear is not None
+    g2, w2, want_w2 = next_linear if chain else (None, None, False)
+    if chain:
         ct_out = None  # the layer's own output cotangent is g2 @ w2, formed per step below
     step = spec.step
     syn, spiking, reset, detach = step.has_synapse, step.spiking, step.reset, step.detach_reset
@@ -330,7 +331,6 @@ def _adjoint(spec: _Static, k, st0, x, m, i_ser, need, ct, *, fused: bool, chain
     # too: step t reads its slice, then writes the input gradient over it. One (T, B, *n) series less in memory
     # (fresh memory costs page faults on every call on CPU).
     primary = gs if spiking else gv
-    chain = chain is not None
 
     def at(series: Array | None, t: Array, axis: int = 0) -> Array | None:
         return None if series is None else jax.lax.dynamic_index_in_dim(series, t, axis=axis, keepdims=False)
@@ -471,7 +471,7 @@ _scan.defvjp(_scan_fwd, _scan_bwd, symbolic_zeros=True)
 
 
 def _linear(spec: _Static, inp: Array, weight: Array, bias: Array | None) -> Array:
-    """The unfused Linear's ops (``Simulator._run_layer``), batch-major ``(B, T, n)``."""
+    """The unfused Linear's ops (``Simulator._run_layer``) on batch-major ``inp`` ``(B, T, in)``."""
     y = jnp.matmul(inp, weight.T, precision=spec.precision)
     return y if bias is None else y + bias
 
@@ -498,11 +498,8 @@ def _neuron_out(spec: _Static, k, m: Array) -> Array:
 
 def _next_linear(spec: _Static, k, m: Array, w2: Array, b2: Array | None) -> Array:
     """The next Linear's time-major output ``(T, B, o)`` from the batch-major membrane ``m`` ``(B, T, n)``."""
-    _, y = _grouped(
-        lambda c, m_g: (c, jnp.matmul(_neuron_out(spec, k, m_g), w2.T, precision=spec.precision)), None, m
-    )
-    y = jnp.swapaxes(y.reshape(m.shape[0], m.shape[1], -1), 0, 1)
-    return y if b2 is None else y + b2
+    _, y = _grouped(lambda c, m_g: (c, _linear(spec, _neuron_out(spec, k, m_g), w2, b2)), None, m)
+    return jnp.swapaxes(y.reshape(m.shape[0], m.shape[1], -1), 0, 1)
 
 
 def _fused_primal(spec: _Static, consts, st0, inp, weight, bias, w2, b2):
@@ -532,16 +529,14 @@ def _fused_bwd(spec: _Static, res, ct):
     need_kx = "k_x" in need
     if p_b or (need_kx and bias is not None):  # sum of mu over time and batch: d bias, bias part of d k_x
         need = {**need, "_mu": None}
-    d_w2 = d_b2 = None
-    chain = None
+    d_w2 = d_b2 = next_linear = None
     if spec.chain:
         g2 = _nz(ct[1])  # (T, B, o)
         if g2 is not None and p_b2:
             d_b2 = jnp.sum(g2, axis=(0, 1))
-        chain = (g2, w2, g2 is not None and p_w2)
-    sums, d_st0, mu = _adjoint(spec, k, st0, None, m, None, need, ct, fused=True, chain=chain)
-    if spec.chain and chain[2]:
-        d_w2 = sums.pop("_w2")
+        next_linear = (g2, w2, g2 is not None and p_w2)
+    sums, d_st0, mu = _adjoint(spec, k, st0, None, m, None, need, ct, fused=True, next_linear=next_linear)
+    d_w2 = sums.pop("_w2", None)
     mu_axes = "btn" if spec.chain else "tbn"  # chain: mu overwrote the batch-major m
     n = weight.shape[0]
     kx = jnp.broadcast_to(k["k_x"], (n,))
